@@ -1,0 +1,89 @@
+"""Datasets behind the notebooks, all served with one schema.
+
+``load(name, split, root=None, **options)`` returns a ``datasets.Dataset`` with at least the columns
+``image`` (PIL), ``text`` (str) and ``label`` (``ClassLabel``), for ``split`` in
+``train`` / ``validation`` / ``test``.
+
+- ``"shapes"``: the embedded, procedurally generated benchmark (no download; see :mod:`.shapes`).
+  ``root`` is the cache folder (default: the repository's ``data/``).
+- Real datasets in their official layouts are registered in :data:`LOADERS` by :mod:`.real`.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import datasets
+
+from . import shapes as _shapes
+
+REPO_DATA_DIR = Path(__file__).resolve().parents[2] / "data"
+SPLITS = _shapes.SPLITS
+
+Loader = Callable[..., datasets.Dataset]
+LOADERS: dict[str, Loader] = {}
+
+
+def register(name: str) -> Callable[[Loader], Loader]:
+    """Decorator: make a loader reachable as ``load(name, ...)``."""
+    def wrap(fn: Loader) -> Loader:
+        LOADERS[name] = fn
+        return fn
+    return wrap
+
+
+def default_data_dir() -> Path:
+    """The repository's ``data/`` folder, or ``$MMKD_DATA_DIR`` when set."""
+    return Path(os.environ.get("MMKD_DATA_DIR", REPO_DATA_DIR))
+
+
+def check_split(split: str) -> str:
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; accepted: {list(SPLITS)}")
+    return split
+
+
+def load(name: str, split: str, root: str | os.PathLike | None = None, **options: Any) -> datasets.Dataset:
+    """Load one split of a dataset by name (see the module docstring for the schema)."""
+    if name not in LOADERS:
+        raise ValueError(f"unknown dataset {name!r}; accepted: {sorted(LOADERS)}")
+    check_split(split)
+    return LOADERS[name](split=split, root=root, **options)
+
+
+def shapes_features(labels: tuple[str, ...]) -> datasets.Features:
+    return datasets.Features({
+        "image": datasets.Image(),
+        "text": datasets.Value("string"),
+        "label": datasets.ClassLabel(names=list(labels)),
+        "statement": datasets.Value("string"),
+        "statement_type": datasets.Value("string"),
+        "true_label": datasets.ClassLabel(names=list(labels)),
+        "text_cue_informative": datasets.Value("bool"),
+        "image_cue_informative": datasets.Value("bool"),
+        "n_objects": datasets.Value("int32"),
+    })
+
+
+@register("shapes")
+def load_shapes(split: str, root=None, cache: bool = True, **options: Any) -> datasets.Dataset:
+    """The embedded benchmark; ``options`` are the fields of :class:`.shapes.ShapesConfig`.
+
+    Generated once per parameter set and cached under ``<root>/shapes/<hash>/<split>``.
+    """
+    known = set(_shapes.ShapesConfig.__dataclass_fields__)
+    unknown = set(options) - known
+    if unknown:
+        raise ValueError(f"unknown shapes options {sorted(unknown)}; accepted: {sorted(known)}")
+    config = _shapes.ShapesConfig(**options)
+    check_split(split)
+    folder = Path(root if root is not None else default_data_dir()) / "shapes" / config.cache_key() / split
+    if cache and (folder / "dataset_info.json").exists():
+        return datasets.load_from_disk(str(folder))
+    dataset = datasets.Dataset.from_dict(_shapes.generate_split(config, split),
+                                         features=shapes_features(config.labels))
+    if cache:
+        dataset.save_to_disk(str(folder))
+        dataset = datasets.load_from_disk(str(folder))
+    return dataset

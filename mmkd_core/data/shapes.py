@@ -1,0 +1,314 @@
+"""The embedded *shapes* benchmark: procedurally generated scenes with statements about them.
+
+Every notebook runs on this by default, so it must need no download, generate quickly and be
+fully determined by its parameters. A scene is a small RGB image with up to four coloured shapes
+placed in a 2×2 grid; a statement is a short English sentence about the scene.
+
+Tasks (``task=``)
+-----------------
+``"ve"``    3-way visual entailment (SNLI-VE style): *entailment* if the statement is true of the
+            scene, *contradiction* if it is false, *neutral* if it talks about an object that is not
+            in the scene (its truth cannot be decided from the image).
+``"nlvr"``  2-way true / false (NLVR style): only decidable statements.
+``"memes"`` binary "hateful-memes-like": the text says "i love/hate <colour> things". The label is
+            *hateful* when the attitude and the image disagree in a specific way
+            (``negative XOR colour absent``), so neither modality alone predicts it.
+
+Modality-reliance knobs
+-----------------------
+The real label always needs both modalities. Two knobs add shortcuts so that a single modality
+carries part of the label, which is exactly what modality-specific and relation distillation feed on.
+
+``text_cue`` ∈ [0, 1]
+    Every statement starts with a cue word (``"clearly"``, ``"perhaps"``, ...). With probability
+    ``text_cue`` the cue is the one tied to the sample's label, otherwise it is drawn uniformly from
+    all cue words. A text-only model can reach ``text_cue + (1 - text_cue) / K`` accuracy on K
+    balanced classes from the cue alone; at 0 the text alone says nothing about the label.
+``image_cue`` ∈ [0, 1]
+    The background of every image has a faint colour tint. With probability ``image_cue`` the tint
+    is the one tied to the label, otherwise a uniformly drawn tint. Same arithmetic as above for an
+    image-only model.
+``label_noise`` ∈ [0, 1)
+    Fraction of labels replaced by a uniformly drawn label (after generation), to make the
+    benchmark less clean; the teacher's soft targets then carry real information.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+GENERATOR_VERSION = 1
+
+COLORS: dict[str, tuple[int, int, int]] = {
+    "red": (215, 48, 39),
+    "green": (40, 160, 60),
+    "blue": (45, 90, 215),
+    "yellow": (235, 200, 30),
+}
+SHAPES = ("circle", "square", "triangle")
+PLURAL = {"circle": "circles", "square": "squares", "triangle": "triangles"}
+NUMBER_WORDS = ("zero", "one", "two", "three", "four")
+GRID = 2  # objects sit in a GRID×GRID layout of cells
+
+TASK_LABELS: dict[str, tuple[str, ...]] = {
+    "ve": ("entailment", "neutral", "contradiction"),
+    "nlvr": ("false", "true"),
+    "memes": ("not_hateful", "hateful"),
+}
+# One cue word per label; a text cue is the word tied to the label (see the module docstring).
+TEXT_CUES: dict[str, tuple[str, ...]] = {
+    "ve": ("clearly", "perhaps", "supposedly"),
+    "nlvr": ("supposedly", "clearly"),
+    "memes": ("honestly", "seriously"),
+}
+# Background tints (added to a neutral grey) tied to labels by the image cue.
+TINTS: tuple[tuple[int, int, int], ...] = ((28, 0, 0), (0, 0, 28), (0, 28, 0))
+BACKGROUND = 118
+MEME_PHRASES = {"positive": ("i love", "we adore"), "negative": ("i hate", "we despise")}
+
+
+@dataclasses.dataclass(frozen=True)
+class ShapesConfig:
+    """All parameters of the benchmark; the cache key is a hash of this."""
+
+    task: str = "ve"
+    text_cue: float = 0.3
+    image_cue: float = 0.3
+    label_noise: float = 0.0
+    image_size: int = 32
+    n_train: int = 6000
+    n_validation: int = 1000
+    n_test: int = 1000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.task not in TASK_LABELS:
+            raise ValueError(f"unknown shapes task {self.task!r}; accepted: {sorted(TASK_LABELS)}")
+        for knob in ("text_cue", "image_cue"):
+            value = getattr(self, knob)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{knob}={value!r} is out of range; accepted: a float in [0, 1]")
+        if not 0.0 <= self.label_noise < 1.0:
+            raise ValueError(f"label_noise={self.label_noise!r} is out of range; accepted: [0, 1)")
+        if self.image_size < 16 or self.image_size % GRID:
+            raise ValueError(f"image_size={self.image_size!r}; accepted: an even integer >= 16")
+        for split in ("n_train", "n_validation", "n_test"):
+            if int(getattr(self, split)) <= 0:
+                raise ValueError(f"{split}={getattr(self, split)!r}: zero samples; accepted: an integer >= 1")
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return TASK_LABELS[self.task]
+
+    def split_size(self, split: str) -> int:
+        return int(getattr(self, f"n_{split}"))
+
+    def cache_key(self) -> str:
+        payload = json.dumps({**dataclasses.asdict(self), "version": GENERATOR_VERSION}, sort_keys=True)
+        return hashlib.sha1(payload.encode()).hexdigest()[:12]
+
+
+@dataclasses.dataclass(frozen=True)
+class SceneObject:
+    color: str
+    shape: str
+    row: int
+    col: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.color} {self.shape}"
+
+
+# ----------------------------------------------------------------------------------------------
+# Scenes
+# ----------------------------------------------------------------------------------------------
+def sample_scene(rng: np.random.Generator) -> list[SceneObject]:
+    """1–4 objects in distinct cells, no two with the same (colour, shape) so names are unique."""
+    n_objects = int(rng.integers(1, GRID * GRID + 1))
+    cells = rng.permutation(GRID * GRID)[:n_objects]
+    kinds = [(c, s) for c in COLORS for s in SHAPES]
+    chosen = rng.choice(len(kinds), size=n_objects, replace=False)
+    return [
+        SceneObject(kinds[k][0], kinds[k][1], int(cell) // GRID, int(cell) % GRID)
+        for k, cell in zip(chosen, cells)
+    ]
+
+
+def render_scene(objects: list[SceneObject], tint: tuple[int, int, int], size: int,
+                 rng: np.random.Generator) -> Image.Image:
+    """Draw the scene with numpy: tinted noisy background, one filled shape per object."""
+    background = np.array(tint, dtype=np.float32) + BACKGROUND
+    canvas = background + rng.normal(0.0, 6.0, size=(size, size, 3)).astype(np.float32)
+    cell = size // GRID
+    yy, xx = np.mgrid[0:cell, 0:cell].astype(np.float32) + 0.5
+    for obj in objects:
+        radius = cell * rng.uniform(0.28, 0.4)
+        cy = cell / 2 + rng.uniform(-1.0, 1.0) * (cell / 2 - radius)
+        cx = cell / 2 + rng.uniform(-1.0, 1.0) * (cell / 2 - radius)
+        if obj.shape == "circle":
+            mask = (yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2
+        elif obj.shape == "square":
+            half = radius * 0.85
+            mask = (np.abs(yy - cy) <= half) & (np.abs(xx - cx) <= half)
+        else:  # upward triangle: inside when below the two slanted edges and above the base
+            top, base = cy - radius, cy + radius * 0.8
+            half_width = (yy - top) / (base - top) * radius
+            mask = (yy >= top) & (yy <= base) & (np.abs(xx - cx) <= half_width)
+        y0, x0 = obj.row * cell, obj.col * cell
+        canvas[y0:y0 + cell, x0:x0 + cell][mask] = COLORS[obj.color]
+    return Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8), mode="RGB")
+
+
+# ----------------------------------------------------------------------------------------------
+# Statements: each generator returns (text, truth) with truth in {True, False, None (undecidable)}
+# ----------------------------------------------------------------------------------------------
+def _random_kind(rng: np.random.Generator) -> tuple[str, str]:
+    return list(COLORS)[int(rng.integers(len(COLORS)))], SHAPES[int(rng.integers(len(SHAPES)))]
+
+
+def _find(objects: list[SceneObject], color: str, shape: str) -> SceneObject | None:
+    return next((o for o in objects if o.color == color and o.shape == shape), None)
+
+
+def _pick_referent(objects, rng, present: bool) -> tuple[str, str]:
+    """A (colour, shape) that is in the scene (present=True) or not."""
+    if present:
+        obj = objects[int(rng.integers(len(objects)))]
+        return obj.color, obj.shape
+    while True:
+        color, shape = _random_kind(rng)
+        if _find(objects, color, shape) is None:
+            return color, shape
+
+
+def statement_exists(objects, rng, want_true: bool):
+    color, shape = _pick_referent(objects, rng, present=want_true)
+    return f"there is a {color} {shape}", want_true
+
+
+def statement_count(objects, rng, want_true: bool):
+    shape = SHAPES[int(rng.integers(len(SHAPES)))]
+    true_count = sum(o.shape == shape for o in objects)
+    if want_true:
+        count = true_count
+    else:
+        count = int(rng.choice([n for n in range(1, GRID * GRID + 1) if n != true_count]))
+    noun = shape if count == 1 else PLURAL[shape]
+    verb = "is" if count == 1 else "are"
+    return f"there {verb} {NUMBER_WORDS[count]} {noun}", count == true_count
+
+
+def statement_position(objects, rng, want_true: bool | None):
+    color, shape = _pick_referent(objects, rng, present=want_true is not None)
+    obj = _find(objects, color, shape)
+    side = ("top", "bottom", "left", "right")[int(rng.integers(4))]
+    text = f"the {color} {shape} is on the {side}"
+    if obj is None:
+        return text, None
+    truth = {"top": obj.row == 0, "bottom": obj.row == GRID - 1,
+             "left": obj.col == 0, "right": obj.col == GRID - 1}[side]
+    return text, truth
+
+
+def statement_relation(objects, rng, want_true: bool | None):
+    relation = ("left of", "right of", "above", "below")[int(rng.integers(4))]
+    if want_true is None:  # at least one referent absent
+        first = _pick_referent(objects, rng, present=bool(rng.integers(2)))
+        second = _pick_referent(objects, rng, present=False)
+        if rng.integers(2):
+            first, second = second, first
+        return f"the {first[0]} {first[1]} is {relation} the {second[0]} {second[1]}", None
+    if len(objects) < 2:
+        return None
+    i, j = rng.choice(len(objects), size=2, replace=False)
+    a, b = objects[int(i)], objects[int(j)]
+    truth = {"left of": a.col < b.col, "right of": a.col > b.col,
+             "above": a.row < b.row, "below": a.row > b.row}[relation]
+    return f"the {a.name} is {relation} the {b.name}", truth
+
+
+DECIDABLE = (statement_exists, statement_count, statement_position, statement_relation)
+UNDECIDABLE = (statement_position, statement_relation)
+
+
+def make_statement(task: str, label: int, objects, rng) -> tuple[str, str] | None:
+    """Text and statement type for the requested label, or None if this scene cannot give it."""
+    if task == "memes":
+        color = list(COLORS)[int(rng.integers(len(COLORS)))]
+        present = any(o.color == color for o in objects)
+        negative = bool(label) != (not present)  # hateful = negative XOR colour absent
+        phrases = MEME_PHRASES["negative" if negative else "positive"]
+        return f"{phrases[int(rng.integers(len(phrases)))]} {color} things", "attitude"
+    if task == "ve" and label == 1:  # neutral
+        fn = UNDECIDABLE[int(rng.integers(len(UNDECIDABLE)))]
+        text, _ = fn(objects, rng, None)
+        return text, fn.__name__.removeprefix("statement_")
+    want_true = (label == 0) if task == "ve" else (label == 1)
+    for _ in range(8):
+        fn = DECIDABLE[int(rng.integers(len(DECIDABLE)))]
+        out = fn(objects, rng, want_true)
+        if out is not None and out[1] == want_true:
+            return out[0], fn.__name__.removeprefix("statement_")
+    return None
+
+
+# ----------------------------------------------------------------------------------------------
+# Splits
+# ----------------------------------------------------------------------------------------------
+SPLITS = ("train", "validation", "test")
+
+
+def generate_split(config: ShapesConfig, split: str) -> dict[str, list[Any]]:
+    """Column dict for one split. Deterministic in (config, split)."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; accepted: {list(SPLITS)}")
+    rng = np.random.default_rng([config.seed, SPLITS.index(split), GENERATOR_VERSION])
+    n_labels = len(config.labels)
+    cues = TEXT_CUES[config.task]
+    columns: dict[str, list[Any]] = {k: [] for k in (
+        "image", "text", "label", "statement", "statement_type", "true_label",
+        "text_cue_informative", "image_cue_informative", "n_objects")}
+    for _ in range(config.split_size(split)):
+        label = int(rng.integers(n_labels))
+        while True:
+            objects = sample_scene(rng)
+            made = make_statement(config.task, label, objects, rng)
+            if made is not None:
+                break
+        statement, statement_type = made
+        text_informative = bool(rng.random() < config.text_cue)
+        cue = cues[label] if text_informative else cues[int(rng.integers(n_labels))]
+        image_informative = bool(rng.random() < config.image_cue)
+        tint = TINTS[label] if image_informative else TINTS[int(rng.integers(n_labels))]
+        observed = label
+        if config.label_noise and rng.random() < config.label_noise:
+            observed = int(rng.integers(n_labels))
+        columns["image"].append(render_scene(objects, tint, config.image_size, rng))
+        columns["text"].append(f"{cue} {statement}")
+        columns["statement"].append(statement)
+        columns["statement_type"].append(statement_type)
+        columns["label"].append(observed)
+        columns["true_label"].append(label)
+        columns["text_cue_informative"].append(text_informative)
+        columns["image_cue_informative"].append(image_informative)
+        columns["n_objects"].append(len(objects))
+    return columns
+
+
+def vocabulary() -> list[str]:
+    """Every word the generator can emit, in a fixed order (used to build the tokenizer)."""
+    words: list[str] = []
+    for cue_words in TEXT_CUES.values():
+        words += cue_words
+    words += list(COLORS) + list(SHAPES) + list(PLURAL.values()) + list(NUMBER_WORDS)
+    words += "there is are a the on top bottom left right of above below things".split()
+    for phrases in MEME_PHRASES.values():
+        for phrase in phrases:
+            words += phrase.split()
+    return list(dict.fromkeys(words))

@@ -1,0 +1,1 @@
+"""Distillation losses. Each is a small function whose docstring gives the formula and its source."""
