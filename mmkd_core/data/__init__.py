@@ -87,3 +87,6 @@ def load_shapes(split: str, root=None, cache: bool = True, **options: Any) -> da
         dataset.save_to_disk(str(folder))
         dataset = datasets.load_from_disk(str(folder))
     return dataset
+
+
+from . import real  # noqa: E402,F401  (registers the official-layout loaders)

@@ -1,0 +1,462 @@
+"""Real benchmarks read from their official on-disk layouts, served in the schema of :mod:`.shapes`.
+
+Every loader returns a ``datasets.Dataset`` with the columns
+
+- ``image``: a ``datasets.Image()`` column holding the *path* of the image file. Nothing is read at
+  construction; the file is opened and decoded only when a row is accessed, so a 100k-example split
+  costs a few megabytes of paths, not gigabytes of pixels.
+- ``text``: the statement / hypothesis / meme text (``str``).
+- ``label``: a ``datasets.ClassLabel`` (``-1`` marks an unlabelled row, only where allowed).
+- ``id``: the example's identifier in the original files (``str``), plus per-dataset metadata.
+
+Nothing is downloaded: the files must already be where the layouts below say. Every loader checks,
+cheaply, that each referenced image file exists (``os.path.isfile``, no open) so that a wrong root
+fails at load time with the path and the expected layout, not in the middle of an epoch.
+
+Splits: ``train`` / ``validation`` / ``test`` map to each release's own train / dev / public-test files.
+
+Registered names: ``hateful_memes``, ``snli_ve``, ``nlvr``, ``nlvr2``.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+import datasets
+from PIL import Image as PILImage
+
+from . import check_split, register
+
+UNLABELLED = -1  # ClassLabel's own "no label" value
+
+# ----------------------------------------------------------------------------------------------
+# Layout drawings, reused in docstrings and in every error message so a wrong root is easy to fix.
+# ----------------------------------------------------------------------------------------------
+HATEFUL_MEMES_LAYOUT = """\
+<root>/
+├── img/01235.png ...          (every image named by the "img" field)
+├── train.jsonl                (split "train")
+├── dev_seen.jsonl             (split "validation", phase="seen")
+├── test_seen.jsonl            (split "test", phase="seen")
+├── dev_unseen.jsonl           (split "validation", phase="unseen")
+└── test_unseen.jsonl          (split "test", phase="unseen")
+each line: {"id": 1235, "img": "img/01235.png", "label": 0, "text": "..."}"""
+
+SNLI_VE_LAYOUT = """\
+<root>/
+├── snli_ve_train.jsonl        (split "train")
+├── snli_ve_dev.jsonl          (split "validation")
+├── snli_ve_test.jsonl         (split "test")
+└── flickr30k_images/          (or image_dir=...; "flickr30k-images/" is also accepted)
+    └── <Flickr30K_ID>.jpg
+each line: {"Flickr30K_ID": "...", "sentence2": "...", "gold_label": "entailment", "pairID": "...", ...}"""
+
+NLVR_LAYOUT = """\
+<root>/                        (the "nlvr" folder of github.com/lil-lab/nlvr; its parent works too)
+├── train/
+│   ├── train.json             (split "train")
+│   └── images/<directory>/train-<identifier>-<k>.png   (k = 0..5, six box permutations)
+├── dev/
+│   ├── dev.json               (split "validation")
+│   └── images/<directory>/dev-<identifier>-<k>.png
+└── test/
+    ├── test.json              (split "test")
+    └── images/<directory>/test-<identifier>-<k>.png
+each line: {"sentence": "...", "label": "true", "identifier": "1572-0", "directory": "5", ...}"""
+
+NLVR2_LAYOUT = """\
+<root>/
+├── data/                      (the "nlvr2/data" folder of github.com/lil-lab/nlvr)
+│   ├── train.json             (split "train")
+│   ├── dev.json               (split "validation")
+│   └── test1.json             (split "test")
+└── images/                    (or image_dir=...; the photos, obtained from the NLVR2 authors)
+    ├── train/<directory>/train-<set>-<pair>-img0.png, ...-img1.png
+    ├── dev/dev-<set>-<pair>-img0.png, ...-img1.png
+    └── test1/test1-<set>-<pair>-img0.png, ...-img1.png
+each line: {"sentence": "...", "label": "True", "identifier": "dev-850-0-0", "directory": 23, ...}"""
+
+
+# ----------------------------------------------------------------------------------------------
+# Shared helpers
+# ----------------------------------------------------------------------------------------------
+def _require_root(root: str | os.PathLike | None, dataset: str, layout: str) -> Path:
+    """The dataset folder, or a FileNotFoundError that draws the layout expected there."""
+    if root is None:
+        raise ValueError(f"{dataset}: pass root=<folder with the official files>; expected layout:\n{layout}")
+    folder = Path(root).expanduser().resolve()
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{dataset}: root folder {str(folder)!r} does not exist; "
+                                f"expected layout:\n{layout}")
+    return folder
+
+
+def _require_file(path: Path, dataset: str, layout: str) -> Path:
+    if not path.is_file():
+        raise FileNotFoundError(f"{dataset}: annotation file {str(path)!r} not found; "
+                                f"expected layout:\n{layout}")
+    return path
+
+
+def _read_json_lines(path: Path, dataset: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number starting at 1, object) for every non-blank line; a bad line names file and line."""
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue  # a trailing newline at the end of the file is not an example
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{dataset}: {path}, line {number} is not valid JSON ({err.msg}): "
+                                 f"{line.strip()[:120]!r}") from None
+            if not isinstance(record, dict):
+                raise ValueError(f"{dataset}: {path}, line {number} is not a JSON object: "
+                                 f"{line.strip()[:120]!r}")
+            yield number, record
+
+
+def _field(record: dict[str, Any], key: str, path: Path, number: int, dataset: str) -> Any:
+    if key not in record:
+        raise ValueError(f"{dataset}: {path}, line {number} has no field {key!r}; "
+                         f"fields present: {sorted(record)}")
+    return record[key]
+
+
+def _label_index(value: Any, names: tuple[str, ...], path: Path, number: int, dataset: str,
+                 aliases: dict[Any, str] | None = None) -> int:
+    """Index of ``value`` in ``names`` (after ``aliases``); an unknown value names file and line."""
+    key = aliases.get(value, value) if aliases else value
+    if isinstance(key, str):
+        key = key.strip().lower()  # NLVR writes "true", NLVR2 "True": same class
+    if key in names:
+        return names.index(key)
+    raise ValueError(f"{dataset}: {path}, line {number}: unknown label {value!r}; accepted: {list(names)}")
+
+
+def _require_image(image: Path, path: Path, number: int, dataset: str, layout: str) -> str:
+    # isfile is one stat() call: cheap enough for 500k rows, and it catches a wrong root up front.
+    if not image.is_file():
+        raise FileNotFoundError(f"{dataset}: image {str(image)!r} (referenced by {path}, line {number}) "
+                                f"does not exist; expected layout:\n{layout}")
+    return str(image)
+
+
+def _features(labels: tuple[str, ...], extra: dict[str, Any], image_columns=("image",)) -> datasets.Features:
+    spec: dict[str, Any] = {name: datasets.Image() for name in image_columns}
+    spec.update({"text": datasets.Value("string"), "label": datasets.ClassLabel(names=list(labels)),
+                 "id": datasets.Value("string")})
+    spec.update(extra)
+    return datasets.Features(spec)
+
+
+def _build(columns: dict[str, list[Any]], features: datasets.Features, dataset: str,
+           path: Path) -> datasets.Dataset:
+    if not columns["id"]:
+        raise ValueError(f"{dataset}: {path} holds no examples")
+    # Image columns hold path strings: datasets.Image() encodes them as {"path": ..., "bytes": None}
+    # and decodes on access, so no image file is opened here.
+    return datasets.Dataset.from_dict(columns, features=features)
+
+
+# ----------------------------------------------------------------------------------------------
+# Hateful Memes
+# ----------------------------------------------------------------------------------------------
+HATEFUL_MEMES_LABELS = ("not_hateful", "hateful")
+HATEFUL_MEMES_FILES = {
+    "seen": {"train": "train.jsonl", "validation": "dev_seen.jsonl", "test": "test_seen.jsonl"},
+    "unseen": {"train": "train.jsonl", "validation": "dev_unseen.jsonl", "test": "test_unseen.jsonl"},
+}
+
+
+@register("hateful_memes")
+def load_hateful_memes(split: str, root=None, phase: str = "seen", allow_unlabelled: bool = False,
+                       **options: Any) -> datasets.Dataset:
+    """Facebook's Hateful Memes, as distributed (phase-2 release with seen / unseen dev and test).
+
+    ::
+
+        <root>/
+        ├── img/01235.png ...
+        ├── train.jsonl        train
+        ├── dev_seen.jsonl     validation (phase="seen", default)
+        ├── test_seen.jsonl    test       (phase="seen", default)
+        ├── dev_unseen.jsonl   validation (phase="unseen")
+        └── test_unseen.jsonl  test       (phase="unseen")
+
+    Each line is ``{"id", "img", "label", "text"}``; ``img`` is relative to ``root``. Labels:
+    ``0 = not_hateful``, ``1 = hateful``. The first release's test files carry no ``label``: such a
+    line raises a ``ValueError`` unless ``allow_unlabelled=True``, which gives it label ``-1``
+    (usable for prediction, not for accuracy). Extra column: ``id``.
+    """
+    _no_unknown_options("hateful_memes", options, ("phase", "allow_unlabelled"))
+    check_split(split)
+    if phase not in HATEFUL_MEMES_FILES:
+        raise ValueError(f"hateful_memes: unknown phase {phase!r}; accepted: {sorted(HATEFUL_MEMES_FILES)}")
+    folder = _require_root(root, "hateful_memes", HATEFUL_MEMES_LAYOUT)
+    path = _require_file(folder / HATEFUL_MEMES_FILES[phase][split], "hateful_memes", HATEFUL_MEMES_LAYOUT)
+    columns: dict[str, list[Any]] = {"image": [], "text": [], "label": [], "id": []}
+    for number, record in _read_json_lines(path, "hateful_memes"):
+        image = folder / _field(record, "img", path, number, "hateful_memes")
+        if "label" in record:
+            label = _label_index(record["label"], HATEFUL_MEMES_LABELS, path, number, "hateful_memes",
+                                 aliases={0: "not_hateful", 1: "hateful"})
+        elif allow_unlabelled:
+            label = UNLABELLED
+        else:
+            raise ValueError(f"hateful_memes: {path}, line {number} has no 'label' (an unlabelled test "
+                             "release); pass allow_unlabelled=True to load it with label -1")
+        columns["image"].append(_require_image(image, path, number, "hateful_memes", HATEFUL_MEMES_LAYOUT))
+        columns["text"].append(str(_field(record, "text", path, number, "hateful_memes")))
+        columns["label"].append(label)
+        columns["id"].append(str(_field(record, "id", path, number, "hateful_memes")))
+    return _build(columns, _features(HATEFUL_MEMES_LABELS, {}), "hateful_memes", path)
+
+
+# ----------------------------------------------------------------------------------------------
+# SNLI-VE
+# ----------------------------------------------------------------------------------------------
+SNLI_VE_LABELS = ("entailment", "neutral", "contradiction")
+SNLI_VE_FILES = {"train": "snli_ve_train.jsonl", "validation": "snli_ve_dev.jsonl",
+                 "test": "snli_ve_test.jsonl"}
+FLICKR30K_DIRS = ("flickr30k_images", "flickr30k-images")  # Kaggle-style and official-tarball names
+
+
+@register("snli_ve")
+def load_snli_ve(split: str, root=None, image_dir: str | os.PathLike | None = None,
+                 **options: Any) -> datasets.Dataset:
+    """SNLI-VE (visual entailment on Flickr30k): image premise, text hypothesis, 3 classes.
+
+    ::
+
+        <root>/
+        ├── snli_ve_train.jsonl   train
+        ├── snli_ve_dev.jsonl     validation
+        ├── snli_ve_test.jsonl    test
+        └── flickr30k_images/<Flickr30K_ID>.jpg
+
+    ``image_dir`` overrides the image folder (absolute, or relative to ``root``); by default the
+    first of ``flickr30k_images/`` and ``flickr30k-images/`` (the official tarball's name) that exists.
+    ``text`` is ``sentence2`` (the hypothesis); ``label`` is ``gold_label`` over
+    entailment / neutral / contradiction. Extra columns: ``id`` (``pairID``, else the line number),
+    ``image_id`` (``Flickr30K_ID``) and ``premise`` (``sentence1``, the caption the hypothesis was
+    written against; empty when absent).
+    """
+    _no_unknown_options("snli_ve", options, ("image_dir",))
+    check_split(split)
+    folder = _require_root(root, "snli_ve", SNLI_VE_LAYOUT)
+    path = _require_file(folder / SNLI_VE_FILES[split], "snli_ve", SNLI_VE_LAYOUT)
+    if image_dir is not None:
+        images = folder / Path(image_dir).expanduser()  # an absolute image_dir wins over folder
+    else:
+        images = next((folder / name for name in FLICKR30K_DIRS if (folder / name).is_dir()),
+                      folder / FLICKR30K_DIRS[0])
+    if not images.is_dir():
+        raise FileNotFoundError(f"snli_ve: image folder {str(images)!r} does not exist; pass image_dir= "
+                                f"or use the expected layout:\n{SNLI_VE_LAYOUT}")
+    columns: dict[str, list[Any]] = {"image": [], "text": [], "label": [], "id": [], "image_id": [],
+                                     "premise": []}
+    for number, record in _read_json_lines(path, "snli_ve"):
+        image_id = str(_field(record, "Flickr30K_ID", path, number, "snli_ve"))
+        label = _label_index(_field(record, "gold_label", path, number, "snli_ve"), SNLI_VE_LABELS,
+                             path, number, "snli_ve")
+        image = images / f"{image_id}.jpg"
+        columns["image"].append(_require_image(image, path, number, "snli_ve", SNLI_VE_LAYOUT))
+        columns["text"].append(str(_field(record, "sentence2", path, number, "snli_ve")))
+        columns["label"].append(label)
+        columns["id"].append(str(record.get("pairID", number)))
+        columns["image_id"].append(image_id)
+        columns["premise"].append(str(record.get("sentence1", "")))
+    extra = {"image_id": datasets.Value("string"), "premise": datasets.Value("string")}
+    return _build(columns, _features(SNLI_VE_LABELS, extra), "snli_ve", path)
+
+
+# ----------------------------------------------------------------------------------------------
+# NLVR (synthetic images)
+# ----------------------------------------------------------------------------------------------
+NLVR_LABELS = ("false", "true")
+NLVR_SPLIT_DIRS = {"train": "train", "validation": "dev", "test": "test"}
+NLVR_PERMUTATIONS = 6  # each sentence has six renderings: the three boxes in every order
+
+
+def _nlvr_root(folder: Path) -> Path:
+    """Accept the ``nlvr`` folder itself or the repository root that contains it."""
+    if not (folder / "train").is_dir() and not (folder / "dev").is_dir() and (folder / "nlvr").is_dir():
+        return folder / "nlvr"
+    return folder
+
+
+def _nlvr_image_index(images: Path) -> dict[str, str]:
+    """file name -> sub-folder, for old releases whose json lines lack ``directory`` (one listing)."""
+    index: dict[str, str] = {}
+    if images.is_dir():
+        for sub in os.scandir(images):
+            if sub.is_dir():
+                for entry in os.scandir(sub.path):
+                    index[entry.name] = sub.name
+    return index
+
+
+@register("nlvr")
+def load_nlvr(split: str, root=None, image_index: int | str = 0, **options: Any) -> datasets.Dataset:
+    """NLVR (Suhr et al. 2017): a sentence, true or false of a rendered 3-box image.
+
+    ::
+
+        <root>/                      the repository's nlvr/ folder (or the repository root)
+        ├── train/
+        │   ├── train.json           train
+        │   └── images/<directory>/train-<identifier>-<k>.png
+        ├── dev/
+        │   ├── dev.json             validation
+        │   └── images/<directory>/dev-<identifier>-<k>.png
+        └── test/
+            ├── test.json            test
+            └── images/<directory>/test-<identifier>-<k>.png
+
+    Each sentence comes with six PNGs, ``k = 0..5``, the same three boxes in the six orders.
+    ``image_index=k`` (default 0) keeps one row per sentence with permutation ``k``; ``"all"`` gives
+    six rows per sentence (one per PNG, which is how the official image metric scores). Lines without
+    ``directory`` (early releases) are matched by listing ``images/`` once. Labels: ``"false"`` /
+    ``"true"`` (any case). Extra columns: ``id`` (``identifier``), ``image_index``, ``directory``.
+    """
+    _no_unknown_options("nlvr", options, ("image_index",))
+    check_split(split)
+    if image_index == "all":
+        permutations = list(range(NLVR_PERMUTATIONS))
+    elif type(image_index) is int and 0 <= image_index < NLVR_PERMUTATIONS:  # type(): bool is not an index
+        permutations = [image_index]
+    else:
+        raise ValueError(f"nlvr: image_index={image_index!r}; accepted: an integer in 0..5 or 'all'")
+    folder = _nlvr_root(_require_root(root, "nlvr", NLVR_LAYOUT))
+    prefix = NLVR_SPLIT_DIRS[split]
+    path = _require_file(folder / prefix / f"{prefix}.json", "nlvr", NLVR_LAYOUT)
+    images = folder / prefix / "images"
+    listing: dict[str, str] | None = None
+    columns: dict[str, list[Any]] = {"image": [], "text": [], "label": [], "id": [], "image_index": [],
+                                     "directory": []}
+    for number, record in _read_json_lines(path, "nlvr"):
+        identifier = str(_field(record, "identifier", path, number, "nlvr"))
+        label = _label_index(_field(record, "label", path, number, "nlvr"), NLVR_LABELS, path, number, "nlvr")
+        text = str(_field(record, "sentence", path, number, "nlvr"))
+        for k in permutations:
+            name = f"{prefix}-{identifier}-{k}.png"
+            if "directory" in record:
+                directory = str(record["directory"])
+            else:
+                listing = _nlvr_image_index(images) if listing is None else listing
+                directory = listing.get(name, "<directory>")
+            image = images / directory / name
+            columns["image"].append(_require_image(image, path, number, "nlvr", NLVR_LAYOUT))
+            columns["text"].append(text)
+            columns["label"].append(label)
+            columns["id"].append(identifier)
+            columns["image_index"].append(k)
+            columns["directory"].append(directory)
+    extra = {"image_index": datasets.Value("int32"), "directory": datasets.Value("string")}
+    return _build(columns, _features(NLVR_LABELS, extra), "nlvr", path)
+
+
+# ----------------------------------------------------------------------------------------------
+# NLVR2 (pairs of photographs)
+# ----------------------------------------------------------------------------------------------
+NLVR2_LABELS = ("false", "true")
+NLVR2_FILES = {"train": "train", "validation": "dev", "test": "test1"}
+PAIR_MODES = ("concat", "left", "right")
+
+
+def concat_horizontally(left: PILImage.Image, right: PILImage.Image) -> PILImage.Image:
+    """Left and right photo side by side, both scaled to the smaller height (keeps aspect ratios).
+
+    Why: single-image students and teachers (ViLT, a ViT + text encoder) take one image; putting the
+    pair side by side keeps the "left" / "right" wording of NLVR2 sentences meaningful.
+    """
+    left, right = left.convert("RGB"), right.convert("RGB")
+    height = min(left.height, right.height)
+    scaled = [im if im.height == height else im.resize((max(1, round(im.width * height / im.height)), height))
+              for im in (left, right)]
+    canvas = PILImage.new("RGB", (scaled[0].width + scaled[1].width, height))
+    canvas.paste(scaled[0], (0, 0))
+    canvas.paste(scaled[1], (scaled[0].width, 0))
+    return canvas
+
+
+def _add_concatenated_image(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    """On-access transform: decoded ``image_left`` / ``image_right`` -> ``image`` (side by side)."""
+    if "image_left" in batch and "image_right" in batch:
+        pairs = zip(batch["image_left"], batch["image_right"])
+        batch["image"] = [concat_horizontally(left, right) for left, right in pairs]
+    return batch
+
+
+@register("nlvr2")
+def load_nlvr2(split: str, root=None, image_dir: str | os.PathLike | None = None, pair_mode: str = "concat",
+               **options: Any) -> datasets.Dataset:
+    """NLVR2 (Suhr et al. 2019): a sentence, true or false of a *pair* of photographs.
+
+    ::
+
+        <root>/
+        ├── data/train.json | dev.json | test1.json     train | validation | test
+        └── images/
+            ├── train/<directory>/train-<set>-<pair>-img0.png (and -img1.png)
+            ├── dev/dev-<set>-<pair>-img0.png ...
+            └── test1/test1-<set>-<pair>-img0.png ...
+
+    Image names follow the official rule: identifier ``split-set-pair-sentence`` -> left
+    ``split-set-pair-img0.png``, right ``...-img1.png`` (some are JPEG inside; PIL reads the header).
+    An image directly in ``images/<split>/`` is accepted when ``images/<split>/<directory>/`` lacks it.
+    ``image_dir`` overrides ``<root>/images``.
+
+    The rows always hold both photos, lazily, as ``image_left`` / ``image_right``. For models with one
+    image input, ``pair_mode`` says what ``image`` is:
+
+    - ``"concat"`` (default): left and right side by side (:func:`concat_horizontally`), built on
+      access by a ``with_transform`` hook. ``image`` is then not in ``dataset.features``, and calling
+      ``set_format`` / ``with_transform`` on the result replaces the hook (redo it with
+      ``dataset.with_transform(mmkd_core.data.real._add_concatenated_image)``).
+    - ``"left"`` / ``"right"``: a plain ``image`` column with that photo only (no hook).
+
+    Labels ``"False"`` / ``"True"`` (any case). Extra columns: ``id`` (``identifier``), ``synset``.
+    """
+    _no_unknown_options("nlvr2", options, ("image_dir", "pair_mode"))
+    check_split(split)
+    if pair_mode not in PAIR_MODES:
+        raise ValueError(f"nlvr2: unknown pair_mode {pair_mode!r}; accepted: {list(PAIR_MODES)}")
+    folder = _require_root(root, "nlvr2", NLVR2_LAYOUT)
+    stem = NLVR2_FILES[split]
+    path = _require_file(folder / "data" / f"{stem}.json", "nlvr2", NLVR2_LAYOUT)
+    images = (folder / Path(image_dir).expanduser() if image_dir is not None else folder / "images") / stem
+    if not images.is_dir():
+        raise FileNotFoundError(f"nlvr2: image folder {str(images)!r} does not exist; pass image_dir= "
+                                f"or use the expected layout:\n{NLVR2_LAYOUT}")
+    columns: dict[str, list[Any]] = {"image_left": [], "image_right": [], "text": [], "label": [], "id": [],
+                                     "synset": []}
+    for number, record in _read_json_lines(path, "nlvr2"):
+        identifier = str(_field(record, "identifier", path, number, "nlvr2"))
+        label = _label_index(_field(record, "label", path, number, "nlvr2"), NLVR2_LABELS,
+                             path, number, "nlvr2")
+        pair_stem = identifier.rsplit("-", 1)[0]  # drop the sentence index
+        for side, column in ((0, "image_left"), (1, "image_right")):
+            name = f"{pair_stem}-img{side}.png"
+            image = images / name
+            if "directory" in record and (images / str(record["directory"]) / name).is_file():
+                image = images / str(record["directory"]) / name
+            columns[column].append(_require_image(image, path, number, "nlvr2", NLVR2_LAYOUT))
+        columns["text"].append(str(_field(record, "sentence", path, number, "nlvr2")))
+        columns["label"].append(label)
+        columns["id"].append(identifier)
+        columns["synset"].append(str(record.get("synset", "")))
+    extra = {"synset": datasets.Value("string")}
+    if pair_mode in ("left", "right"):
+        columns["image"] = list(columns[f"image_{pair_mode}"])
+        features = _features(NLVR2_LABELS, extra, image_columns=("image", "image_left", "image_right"))
+        return _build(columns, features, "nlvr2", path)
+    features = _features(NLVR2_LABELS, extra, image_columns=("image_left", "image_right"))
+    return _build(columns, features, "nlvr2", path).with_transform(_add_concatenated_image)
+
+
+def _no_unknown_options(dataset: str, options: dict[str, Any], accepted: tuple[str, ...]) -> None:
+    if options:
+        raise ValueError(f"{dataset}: unknown options {sorted(options)}; accepted: {list(accepted)}")

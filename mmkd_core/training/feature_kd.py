@@ -1,0 +1,217 @@
+"""Training loops for notebook 01: a supervised classifier (the embedded teacher, the no-teacher student)
+and data2vec-style feature distillation (the student regresses the teacher's targets).
+
+Both run through Hugging Face Accelerate: CUDA with bf16 autocast when available, float32 on CPU.
+Seeded: the batch order comes from a ``torch.Generator`` seeded with ``TrainConfig.seed`` and there is
+no dropout in the embedded models, so a CPU run is repeatable bit for bit. Every optimisation step is
+logged (epoch, step, loss, learning rate) into a :class:`TrainHistory`.
+
+Teacher targets do not depend on the student, and the student sees the images unaugmented, so
+:func:`cache_teacher_targets` computes them once; a distillation step then costs one student step.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Callable, Iterator
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from ..losses.data2vec import Data2VecDistillationLoss, Data2VecLossConfig
+from ..models.vision import hidden_states, model_width, pooled_features
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Optimiser and schedule: AdamW, linear warm-up then cosine decay to 0, gradient-norm clipping."""
+
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_fraction: float = 0.1
+    grad_clip: float | None = 1.0
+    seed: int = 0
+    progress: bool = True
+
+    def __post_init__(self):
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise ValueError(f"epochs and batch_size must be >= 1 and lr > 0; got {self.epochs}, {self.batch_size}, {self.lr}")
+        if not 0 <= self.warmup_fraction < 1:
+            raise ValueError(f"warmup_fraction must be in [0, 1); got {self.warmup_fraction}")
+
+
+@dataclasses.dataclass
+class TrainHistory:
+    """Per-step log: one dict per optimisation step."""
+
+    records: list[dict] = dataclasses.field(default_factory=list)
+
+    def log(self, **values) -> None:
+        self.records.append(values)
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame.from_records(self.records)
+
+    def to_csv(self, path) -> None:
+        self.to_frame().to_csv(path, index=False)
+
+    @property
+    def losses(self) -> list[float]:
+        return [record["loss"] for record in self.records]
+
+
+def make_accelerator() -> Accelerator:
+    """CUDA with bf16 autocast when a GPU is present, otherwise CPU in float32."""
+    cuda = torch.cuda.is_available()
+    return Accelerator(cpu=not cuda, mixed_precision="bf16" if cuda else "no")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices); call before building a model so its init is repeatable."""
+    set_seed(seed)
+
+
+def _shuffled_batches(num_examples: int, batch_size: int, generator: torch.Generator) -> Iterator[Tensor]:
+    order = torch.randperm(num_examples, generator=generator)
+    for start in range(0, num_examples, batch_size):
+        yield order[start:start + batch_size]
+
+
+def _warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup_fraction: float):
+    warmup_steps = max(1, int(round(warmup_fraction * total_steps))) if warmup_fraction > 0 else 0
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _check_images(images: Tensor, name: str = "images") -> None:
+    if images.dim() != 4:
+        raise ValueError(f"{name} must be [M, C, H, W]; got {tuple(images.shape)}")
+    if images.shape[0] == 0:
+        raise ValueError(f"{name} is empty")
+
+
+def _run(model_parts: list[nn.Module], step_loss: Callable[[Tensor, Accelerator], Tensor], num_examples: int,
+         config: TrainConfig, description: str) -> TrainHistory:
+    """Shared loop: ``step_loss(batch_index, accelerator)`` returns the loss of one batch of indices."""
+    accelerator = make_accelerator()
+    parameters = [p for part in model_parts for p in part.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
+    steps_per_epoch = math.ceil(num_examples / config.batch_size)
+    scheduler = _warmup_cosine(optimizer, config.epochs * steps_per_epoch, config.warmup_fraction)
+    for part in model_parts:
+        part.to(accelerator.device).train()
+    optimizer, scheduler = accelerator.prepare(optimizer, scheduler)
+    generator = torch.Generator().manual_seed(config.seed)
+    history, step = TrainHistory(), 0
+    bar = tqdm(range(config.epochs), desc=description, disable=not config.progress, leave=False)
+    for epoch in bar:
+        for batch_index in _shuffled_batches(num_examples, config.batch_size, generator):
+            with accelerator.autocast():
+                loss = step_loss(batch_index, accelerator)
+            optimizer.zero_grad(set_to_none=True)
+            accelerator.backward(loss)
+            if config.grad_clip is not None:
+                accelerator.clip_grad_norm_(parameters, config.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            history.log(epoch=epoch, step=step, loss=float(loss.detach()), lr=optimizer.param_groups[0]["lr"])
+            step += 1
+        bar.set_postfix(loss=f"{history.records[-1]['loss']:.4f}")
+    for part in model_parts:
+        part.eval()
+    return history
+
+
+class FeatureClassifier(nn.Module):
+    """A linear classifier on a backbone's pooled features (mean of the last block's patch tokens)."""
+
+    def __init__(self, backbone: nn.Module, num_classes: int):
+        super().__init__()
+        self.backbone = backbone
+        self.norm = nn.LayerNorm(model_width(backbone))
+        self.head = nn.Linear(model_width(backbone), num_classes)
+
+    def forward(self, pixel_values: Tensor) -> Tensor:
+        return self.head(self.norm(pooled_features(self.backbone, pixel_values)))
+
+
+def random_shift(images: Tensor, max_shift: int, generator: torch.Generator, fill: float = -1.0) -> Tensor:
+    """Translate every image by its own random (dy, dx) ∈ [-max_shift, max_shift]², filling with ``fill``."""
+    if max_shift <= 0:
+        return images
+    size = images.shape[-1]
+    padded = F.pad(images, (max_shift,) * 4, value=fill)
+    offsets = torch.randint(0, 2 * max_shift + 1, (images.shape[0], 2), generator=generator)
+    return torch.stack([padded[i, :, dy:dy + size, dx:dx + size] for i, (dy, dx) in enumerate(offsets.tolist())])
+
+
+def train_classifier(model: nn.Module, images: Tensor, labels: Tensor, config: TrainConfig = TrainConfig(),
+                     max_shift: int = 0, description: str = "supervised") -> TrainHistory:
+    """Cross-entropy training of ``model`` (``model(x)`` returns logits) on ``images`` [M, C, H, W], ``labels`` [M].
+
+    ``max_shift`` > 0 adds random translations (seeded). Used for the embedded teacher (a timm BEiT with
+    its head) and for the no-teacher student (:class:`FeatureClassifier` around a Data2Vec student).
+    """
+    _check_images(images)
+    if labels.shape != (images.shape[0],):
+        raise ValueError(f"labels must be [M] = [{images.shape[0]}]; got {tuple(labels.shape)}")
+    augment_generator = torch.Generator().manual_seed(config.seed + 1)
+
+    def step_loss(batch_index: Tensor, accelerator: Accelerator) -> Tensor:
+        batch = random_shift(images[batch_index], max_shift, augment_generator).to(accelerator.device)
+        return F.cross_entropy(model(batch).float(), labels[batch_index].to(accelerator.device))
+
+    return _run([model], step_loss, images.shape[0], config, description)
+
+
+@torch.no_grad()
+def cache_teacher_targets(teacher: nn.Module, images: Tensor, loss_config: Data2VecLossConfig = Data2VecLossConfig(),
+                          batch_size: int = 256) -> Tensor:
+    """The teacher's data2vec targets Y for every image, computed once: float32 [M, N, D] on the CPU.
+
+    Memory is M·N·D·4 bytes (for 224 px / patch 16 / D = 768 about 0.6 MB per image).
+    """
+    _check_images(images)
+    accelerator = make_accelerator()
+    teacher = teacher.to(accelerator.device).eval()
+    chunks = []
+    for start in range(0, images.shape[0], batch_size):
+        with accelerator.autocast():
+            layers = hidden_states(teacher, images[start:start + batch_size].to(accelerator.device))
+        chunks.append(loss_config.targets(layers).float().cpu())
+    return torch.cat(chunks)
+
+
+def train_feature_kd(student: nn.Module, images: Tensor, teacher_targets: Tensor,
+                     loss: Data2VecDistillationLoss | None = None, config: TrainConfig = TrainConfig(),
+                     description: str = "feature KD") -> TrainHistory:
+    """Distil: minimise the data2vec loss between the student's prediction Ŷ(x) and the cached target Y(x).
+
+    ``loss`` holds the loss config and the optional projection head (trained with the student); by
+    default the draft's config with equal widths. No labels are used.
+    """
+    _check_images(images)
+    if teacher_targets.dim() != 3 or teacher_targets.shape[0] != images.shape[0]:
+        raise ValueError(
+            f"teacher_targets must be [M, N, D] with M = {images.shape[0]} (one per image); got {tuple(teacher_targets.shape)}"
+        )
+    loss = loss if loss is not None else Data2VecDistillationLoss()
+
+    def step_loss(batch_index: Tensor, accelerator: Accelerator) -> Tensor:
+        batch = images[batch_index].to(accelerator.device)
+        return loss(hidden_states(student, batch), teacher_targets=teacher_targets[batch_index].to(accelerator.device))
+
+    return _run([student, loss], step_loss, images.shape[0], config, description)

@@ -1,0 +1,204 @@
+"""Training methods (mdistiller style): one small class per method.
+
+A method declares which student views it needs and which teacher views it reads, and
+``step_losses(model, batch, teacher_logits)`` returns a dict of loss terms with the optimised sum under
+``"total"``; the trainer logs every term. Build one by name with :func:`make_method`.
+
+=============  ==================================================================================
+``ce``          cross-entropy on the joint view (teachers, and students without a teacher)
+``kd``          α·CE + (1−α)·KD(joint)  (Hinton et al. 2015)
+``ce3``         α·CE(text) + β·CE(image) + γ·CE(joint) + KD(joint): the Gram paper's Eq. 2 without Gram
+``gram``        ``ce3`` + λ·MSE(G_s, G_t), G = A·Aᵀ over the three views (Liu)
+``msd``         CE(joint) + KD(joint) + Σ_m w_m·KD(view m) (Jin et al.), weights: population /
+                instance / meta
+``msd_gram``    ``msd`` + λ·Gram relation loss (a combination neither paper tried)
+=============  ==================================================================================
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ..losses.gram import gram_objective, gram_relation_loss, stack_views
+from ..losses.kd import distillation_objective
+from ..losses.msd import msd_loss
+from ..views import VIEWS
+from ..weighting.instance import instance_weights
+
+WEIGHTINGS = ("population", "instance", "meta")
+
+
+def _forward(model, batch, views):
+    return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                 pixel_values=batch["pixel_values"], views=views)
+
+
+class Method:
+    """Base class. Subclasses set ``name``, ``student_views``, ``teacher_views`` and ``step_losses``."""
+
+    name = "base"
+    student_views: tuple[str, ...] = ("joint",)
+    teacher_views: tuple[str, ...] = ()
+
+    @property
+    def needs_teacher(self) -> bool:
+        return bool(self.teacher_views)
+
+    def setup(self, model, accelerator, meta_data, config) -> None:
+        """Called once by the trainer before the first step (meta-learning builds its state here)."""
+
+    def step_losses(self, model, batch, teacher_logits) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        params = dataclasses.asdict(self) if dataclasses.is_dataclass(self) else {}
+        return {"name": self.name, **params}
+
+
+@dataclasses.dataclass
+class CrossEntropy(Method):
+    name = "ce"
+
+    def step_losses(self, model, batch, teacher_logits):
+        logits = _forward(model, batch, ("joint",)).logits["joint"]
+        ce = F.cross_entropy(logits.float(), batch["labels"])
+        return {"ce": ce, "total": ce}
+
+
+@dataclasses.dataclass
+class VanillaKD(Method):
+    alpha: float = 0.5
+    temperature: float = 4.0
+    name = "kd"
+    teacher_views = ("joint",)
+
+    def __post_init__(self):
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"alpha must lie in [0, 1], got {self.alpha!r}")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature!r}")
+
+    def step_losses(self, model, batch, teacher_logits):
+        logits = _forward(model, batch, ("joint",)).logits["joint"]
+        return distillation_objective(logits, teacher_logits["joint"], batch["labels"], self.alpha,
+                                      self.temperature)
+
+
+@dataclasses.dataclass
+class GramRelationKD(Method):
+    """Liu's objective; ``lam=0`` gives the ``ce3`` ablation (three-view CE + KD, no Gram)."""
+
+    alpha: float = 1.0
+    beta: float = 1.0
+    gamma: float = 1.0
+    lam: float = 1.0
+    kd_weight: float = 1.0
+    temperature: float = 4.0
+    gram_input: str = "probs"
+    gram_target: str = "gram"
+    name = "gram"
+    student_views = VIEWS
+    teacher_views = VIEWS
+
+    def __post_init__(self):
+        if self.lam == 0:
+            self.name = "ce3"
+        if self.gram_input == "features":
+            raise ValueError("gram_input='features' needs pooled teacher features: use "
+                             "gram_input in ('logits', 'probs', 'log_probs', 'l2_normalized') with the "
+                             "trainer's logit cache")
+
+    def step_losses(self, model, batch, teacher_logits):
+        out = _forward(model, batch, VIEWS)
+        return gram_objective(out.logits, teacher_logits, batch["labels"], alpha=self.alpha, beta=self.beta,
+                              gamma=self.gamma, lam=self.lam, temperature=self.temperature,
+                              kd_weight=self.kd_weight, gram_input=self.gram_input, gram_target=self.gram_target)
+
+
+@dataclasses.dataclass
+class ModalitySpecificKD(Method):
+    """MSD. ``weighting``: ``population`` (fixed ``text_weight``/``image_weight``), ``instance``
+    (teacher saliency per sample, see :mod:`mmkd_core.weighting.instance`) or ``meta`` (a weight network
+    trained by one-step-lookahead meta-gradients on ``meta_data``, see :mod:`mmkd_core.weighting.meta`).
+    ``gram_lam > 0`` adds Liu's Gram relation loss (the ``msd_gram`` combination)."""
+
+    weighting: str = "population"
+    text_weight: float = 1.0
+    image_weight: float = 1.0
+    temperature: float = 4.0
+    instance_method: str = "saliency"
+    meta_lr: float = 1e-3
+    inner_lr: float = 1e-3
+    meta_every: int = 1
+    gram_lam: float = 0.0
+    gram_input: str = "probs"
+    name = "msd"
+    student_views = VIEWS
+    teacher_views = VIEWS
+
+    def __post_init__(self):
+        if self.weighting not in WEIGHTINGS:
+            raise ValueError(f"unknown weighting {self.weighting!r}; accepted: {list(WEIGHTINGS)}")
+        if self.gram_lam:
+            self.name = "msd_gram"
+        self._reweighter = None
+        self.weight_log: list[dict[str, torch.Tensor]] = []
+
+    def describe(self):
+        return {"name": self.name, **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)}}
+
+    def setup(self, model, accelerator, meta_data, config):
+        self.weight_log = []
+        if self.weighting == "meta":
+            from ..weighting.meta import MetaReweighter
+
+            if meta_data is None:
+                raise ValueError("weighting='meta' learns its weights on a held-out meta set: pass meta_data=")
+            self._reweighter = MetaReweighter.for_training(
+                student=model, meta_data=meta_data, batch_size=config.batch_size, seed=config.seed,
+                meta_lr=self.meta_lr, inner_lr=self.inner_lr, temperature=self.temperature,
+                device=accelerator.device)
+
+    def weights(self, model, batch, teacher_logits, student_logits) -> dict[str, torch.Tensor | float]:
+        if self.weighting == "population":
+            return {"text": self.text_weight, "image": self.image_weight}
+        if self.weighting == "instance":
+            return instance_weights(teacher_logits, batch["labels"], method=self.instance_method,
+                                    temperature=self.temperature)
+        return self._reweighter.step(model, batch, teacher_logits, student_logits)
+
+    def step_losses(self, model, batch, teacher_logits):
+        out = _forward(model, batch, VIEWS)
+        weights = self.weights(model, batch, teacher_logits, out.logits)
+        losses = msd_loss(out.logits, teacher_logits, batch["labels"], weights, self.temperature)
+        if self.weighting != "population":
+            self.weight_log.append({k: torch.as_tensor(w).detach().float().cpu() for k, w in weights.items()})
+        if self.gram_lam:
+            gram = gram_relation_loss(stack_views(out.logits, transform=self.gram_input, temperature=self.temperature),
+                                      stack_views(teacher_logits, transform=self.gram_input,
+                                                  temperature=self.temperature))
+            losses["gram"] = gram
+            losses["total"] = losses["total"] + self.gram_lam * gram
+        return losses
+
+
+METHODS = {"ce": CrossEntropy, "kd": VanillaKD, "gram": GramRelationKD, "msd": ModalitySpecificKD}
+
+
+def make_method(name: str, **kwargs) -> Method:
+    """Build a method by name: ``ce``, ``kd``, ``ce3``, ``gram``, ``msd``, ``msd_gram``."""
+    if name == "ce3":
+        return GramRelationKD(**{**kwargs, "lam": 0.0})
+    if name == "msd_gram":
+        kwargs.setdefault("gram_lam", 1.0)
+        return ModalitySpecificKD(**kwargs)
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; accepted: {sorted([*METHODS, 'ce3', 'msd_gram'])}")
+    try:
+        return METHODS[name](**kwargs)
+    except TypeError as error:
+        fields = [f.name for f in dataclasses.fields(METHODS[name])]
+        raise ValueError(f"method {name!r}: {error}; accepted parameters: {fields}") from None
