@@ -107,6 +107,23 @@ class MultimodalClassifier(nn.Module):
         return torch.cat([text_mask, image_mask], dim=1)
 
     # ------------------------------------------------------------------ forward
+    def forward_per_sample_view(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                                pixel_values: torch.Tensor, view_index: torch.Tensor) -> torch.Tensor:
+        """Logits [B, C] where sample b is seen through view ``VIEWS[view_index[b]]``.
+
+        Modality dropout at the cost of one joint pass: each sample gets its own modality mask.
+        """
+        if view_index.shape != (input_ids.shape[0],):
+            raise ValueError(f"view_index: expected shape [{input_ids.shape[0]}], got {tuple(view_index.shape)}")
+        embeddings, n_text = self._embed(input_ids, pixel_values)
+        n_image = embeddings.shape[1] - n_text
+        masks = torch.stack([self.view_mask(v, attention_mask, n_image) for v in VIEWS])  # [V, B, L]
+        mask = masks[view_index, torch.arange(input_ids.shape[0], device=view_index.device)]
+        additive = (1.0 - mask[:, None, None, :].to(embeddings.dtype)) * torch.finfo(embeddings.dtype).min
+        encoded = self.vilt.encoder(self.vilt.embeddings.dropout(embeddings), attention_mask=additive,
+                                    return_dict=True)
+        return self.classifier(self.vilt.pooler(self.vilt.layernorm(encoded.last_hidden_state)))
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, pixel_values: torch.Tensor,
                 views: Iterable[str] = ("joint",), output_hidden_states: bool = False,
                 **_: object) -> MultimodalOutput:

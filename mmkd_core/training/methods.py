@@ -5,7 +5,9 @@ A method declares which student views it needs and which teacher views it reads,
 ``"total"``; the trainer logs every term. Build one by name with :func:`make_method`.
 
 =============  ==================================================================================
-``ce``          cross-entropy on the joint view (teachers, and students without a teacher)
+``ce``          cross-entropy on the joint view (students without a teacher)
+``ce_views``    cross-entropy on each of the three views (a model that also answers unimodally)
+``ce_modality_dropout``  CE on one random view per sample (the same goal at one pass per step; teachers)
 ``kd``          α·CE + (1−α)·KD(joint)  (Hinton et al. 2015)
 ``ce3``         α·CE(text) + β·CE(image) + γ·CE(joint) + KD(joint): the Gram paper's Eq. 2 without Gram
 ``gram``        ``ce3`` + λ·MSE(G_s, G_t), G = A·Aᵀ over the three views (Liu)
@@ -69,6 +71,58 @@ class CrossEntropy(Method):
 
 
 @dataclasses.dataclass
+class MultiViewCrossEntropy(Method):
+    """CE on each of the three views, no teacher: a model that can answer from either modality alone.
+
+    Used to measure how much of the label each modality carries (notebook 00) and as a teacher that
+    has learned meaningful text-only and image-only predictions for MSD and Gram.
+    """
+
+    name = "ce_views"
+    student_views = VIEWS
+
+    def step_losses(self, model, batch, teacher_logits):
+        logits = _forward(model, batch, VIEWS).logits
+        losses = {f"ce_{v}": F.cross_entropy(logits[v].float(), batch["labels"]) for v in VIEWS}
+        losses["total"] = sum(losses.values())
+        return losses
+
+
+@dataclasses.dataclass
+class ModalityDropoutCrossEntropy(Method):
+    """CE where each sample is seen through one view drawn at random (modality dropout).
+
+    Same goal as ``ce_views`` (a model that also answers from one modality) at the cost of one pass per
+    step instead of three: the default for training teachers. ``joint_probability`` is the chance of the
+    joint view; the rest is split evenly between text-only and image-only.
+    """
+
+    joint_probability: float = 0.5
+    name = "ce_modality_dropout"
+
+    def __post_init__(self):
+        if not 0.0 <= self.joint_probability <= 1.0:
+            raise ValueError(f"joint_probability must lie in [0, 1], got {self.joint_probability!r}")
+
+    def step_losses(self, model, batch, teacher_logits):
+        labels = batch["labels"]
+        other = (1.0 - self.joint_probability) / 2
+        probabilities = torch.tensor([self.joint_probability, other, other], device=labels.device)
+        view_index = torch.multinomial(probabilities, labels.shape[0], replacement=True)
+        logits = _unwrap(model).forward_per_sample_view(batch["input_ids"], batch["attention_mask"],
+                                                        batch["pixel_values"], view_index)
+        losses = {f"ce_{v}": F.cross_entropy(logits[view_index == i].float(), labels[view_index == i])
+                  if bool((view_index == i).any()) else logits.sum() * 0.0 for i, v in enumerate(VIEWS)}
+        losses["total"] = F.cross_entropy(logits.float(), labels)
+        return losses
+
+
+def _unwrap(model):
+    """The module itself under DistributedDataParallel (whose custom methods are on ``.module``)."""
+    return getattr(model, "module", model)
+
+
+@dataclasses.dataclass
 class VanillaKD(Method):
     alpha: float = 0.5
     temperature: float = 4.0
@@ -99,6 +153,7 @@ class GramRelationKD(Method):
     temperature: float = 4.0
     gram_input: str = "probs"
     gram_target: str = "gram"
+    gram_temperature: float = 1.0
     name = "gram"
     student_views = VIEWS
     teacher_views = VIEWS
@@ -115,7 +170,8 @@ class GramRelationKD(Method):
         out = _forward(model, batch, VIEWS)
         return gram_objective(out.logits, teacher_logits, batch["labels"], alpha=self.alpha, beta=self.beta,
                               gamma=self.gamma, lam=self.lam, temperature=self.temperature,
-                              kd_weight=self.kd_weight, gram_input=self.gram_input, gram_target=self.gram_target)
+                              kd_weight=self.kd_weight, gram_input=self.gram_input, gram_target=self.gram_target,
+                              gram_temperature=self.gram_temperature)
 
 
 @dataclasses.dataclass
@@ -135,6 +191,7 @@ class ModalitySpecificKD(Method):
     meta_every: int = 1
     gram_lam: float = 0.0
     gram_input: str = "probs"
+    gram_temperature: float = 1.0
     name = "msd"
     student_views = VIEWS
     teacher_views = VIEWS
@@ -152,15 +209,23 @@ class ModalitySpecificKD(Method):
 
     def setup(self, model, accelerator, meta_data, config):
         self.weight_log = []
+        self._steps = 0
         if self.weighting == "meta":
-            from ..weighting.meta import MetaReweighter
-
             if meta_data is None:
                 raise ValueError("weighting='meta' learns its weights on a held-out meta set: pass meta_data=")
-            self._reweighter = MetaReweighter.for_training(
-                student=model, meta_data=meta_data, batch_size=config.batch_size, seed=config.seed,
-                meta_lr=self.meta_lr, inner_lr=self.inner_lr, temperature=self.temperature,
-                device=accelerator.device)
+            self._reweighter = self._build_reweighter(model, accelerator.device)
+            self._meta_batches = _cycle(meta_data, config.batch_size, config.seed, accelerator.device)
+
+    def _build_reweighter(self, model, device):
+        from ..weighting.meta import MetaReweighter, WeightNet, weight_features
+
+        net = WeightNet().to(device)
+        return MetaReweighter(
+            model, net, torch.optim.Adam(net.parameters(), lr=self.meta_lr),
+            forward_fn=lambda m, b: _forward(m, b, VIEWS).logits,
+            loss_fn=lambda out, b, w: self._loss(out, b["teacher_logits"], b, w)["total"],
+            features_fn=lambda out, b: weight_features(out, b["teacher_logits"], b["labels"], self.temperature),
+            inner_lr=self.inner_lr)
 
     def weights(self, model, batch, teacher_logits, student_logits) -> dict[str, torch.Tensor | float]:
         if self.weighting == "population":
@@ -168,24 +233,42 @@ class ModalitySpecificKD(Method):
         if self.weighting == "instance":
             return instance_weights(teacher_logits, batch["labels"], method=self.instance_method,
                                     temperature=self.temperature)
-        return self._reweighter.step(model, batch, teacher_logits, student_logits)
+        batch = {**batch, "teacher_logits": teacher_logits}
+        self._steps += 1
+        if (self._steps - 1) % self.meta_every == 0:  # a meta update (one-step look-ahead) on this step
+            return self._reweighter.reweight(batch, next(self._meta_batches), student_outputs=student_logits)
+        return self._reweighter.weights(student_logits, batch)
 
-    def step_losses(self, model, batch, teacher_logits):
-        out = _forward(model, batch, VIEWS)
-        weights = self.weights(model, batch, teacher_logits, out.logits)
-        losses = msd_loss(out.logits, teacher_logits, batch["labels"], weights, self.temperature)
-        if self.weighting != "population":
-            self.weight_log.append({k: torch.as_tensor(w).detach().float().cpu() for k, w in weights.items()})
+    def _loss(self, student_logits, teacher_logits, batch, weights):
+        losses = msd_loss(student_logits, teacher_logits, batch["labels"], weights, self.temperature)
         if self.gram_lam:
-            gram = gram_relation_loss(stack_views(out.logits, transform=self.gram_input, temperature=self.temperature),
-                                      stack_views(teacher_logits, transform=self.gram_input,
-                                                  temperature=self.temperature))
+            gram = gram_relation_loss(
+                stack_views(student_logits, transform=self.gram_input, temperature=self.gram_temperature),
+                stack_views(teacher_logits, transform=self.gram_input, temperature=self.gram_temperature))
             losses["gram"] = gram
             losses["total"] = losses["total"] + self.gram_lam * gram
         return losses
 
+    def step_losses(self, model, batch, teacher_logits):
+        out = _forward(model, batch, VIEWS)
+        weights = self.weights(model, batch, teacher_logits, out.logits)
+        if self.weighting != "population":
+            self.weight_log.append({k: torch.as_tensor(w).detach().float().cpu() for k, w in weights.items()})
+        return self._loss(out.logits, teacher_logits, batch, weights)
 
-METHODS = {"ce": CrossEntropy, "kd": VanillaKD, "gram": GramRelationKD, "msd": ModalitySpecificKD}
+
+def _cycle(dataset, batch_size, seed, device):
+    """Endless shuffled batches of the meta set, on ``device``."""
+    generator = torch.Generator().manual_seed(seed + 1)
+    while True:
+        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=generator,
+                                             collate_fn=getattr(dataset, "collate_fn", None))
+        for batch in loader:
+            yield {k: v.to(device) for k, v in batch.items()}
+
+
+METHODS = {"ce": CrossEntropy, "ce_views": MultiViewCrossEntropy,
+           "ce_modality_dropout": ModalityDropoutCrossEntropy, "kd": VanillaKD, "gram": GramRelationKD, "msd": ModalitySpecificKD}
 
 
 def make_method(name: str, **kwargs) -> Method:

@@ -1,0 +1,64 @@
+"""Measuring the benchmark's modality-reliance knobs (notebook 00).
+
+For each knob setting, a small model is trained with cross-entropy on all three views (``ce_views``)
+and evaluated on the test split given text only, image only and both. The *cue ceiling*
+``cue + (1 − cue) / K`` is what a model reading only the cue would reach; the measured unimodal accuracy
+should track it (plus whatever the modality reveals without the cue).
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+from tqdm.auto import tqdm
+
+from .experiments import ExperimentConfig, prepare_data, run_student
+
+VIEW_LABELS = {"joint": "text + image", "text": "text only", "image": "image only"}
+
+
+def knob_study(settings: Iterable[dict], base: ExperimentConfig, seeds: Iterable[int] = (0,),
+               epochs: int = 6) -> pd.DataFrame:
+    """Rows: setting × seed × view, with the test accuracy and the analytic cue ceiling."""
+    settings, seeds = list(settings), list(seeds)
+    rows = []
+    with tqdm(total=len(settings) * len(seeds), desc="knob settings") as bar:
+        for setting in settings:
+            config = ExperimentConfig(**{**base.__dict__, "dataset_options": {**base.dataset_options, **setting},
+                                         "student_epochs": epochs})
+            data = prepare_data(config)
+            for seed in seeds:
+                row = run_student("ce_views", seed, config, data, teacher_cache=None,
+                                  eval_views=("joint", "text", "image"))
+                k = data.num_labels
+                for view in ("joint", "text", "image"):
+                    key = "test/accuracy" if view == "joint" else f"test/{view}/accuracy"
+                    cue = setting.get("text_cue" if view == "text" else "image_cue", None)
+                    rows.append({**setting, "seed": seed, "view": VIEW_LABELS[view],
+                                 "accuracy": _view_accuracy(row, view),
+                                 "cue ceiling": (cue + (1 - cue) / k) if cue is not None and view != "joint" else None,
+                                 "chance": 1 / k, "metric": key})
+                bar.update(1)
+    return pd.DataFrame(rows)
+
+
+def _view_accuracy(row: dict, view: str) -> float:
+    if view == "joint":
+        return row["test/accuracy"]
+    return row.get(f"test/{view}/accuracy", float("nan"))
+
+
+def plot_knob_study(frame: pd.DataFrame, knob_label: str = "setting"):
+    frame = frame.copy()
+    frame["setting"] = frame.apply(lambda r: f"text {r['text_cue']:.1f} / image {r['image_cue']:.1f}", axis=1)
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    sns.barplot(frame, x="setting", y="accuracy", hue="view", ax=ax, errorbar=("ci", 95))
+    ax.axhline(frame["chance"].iloc[0], color="grey", ls=":", label="chance")
+    ax.set_xlabel(knob_label)
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title("test accuracy by input view, per knob setting")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,124 @@
+import numpy as np
+import pytest
+
+from mmkd_core.data import load, shapes
+from mmkd_core.data.shapes import ShapesConfig, generate_split
+
+SMALL = dict(n_train=60, n_validation=30, n_test=30)
+
+
+def test_default_call_works_and_has_schema(tmp_path, monkeypatch):
+    monkeypatch.setenv("MMKD_DATA_DIR", str(tmp_path))
+    ds = load("shapes", split="validation")
+    assert len(ds) == ShapesConfig().n_validation
+    assert {"image", "text", "label"} <= set(ds.column_names)
+    assert ds.features["label"].names == ["entailment", "neutral", "contradiction"]
+    row = ds[0]
+    assert row["image"].size == (32, 32) and row["image"].mode == "RGB"
+    assert isinstance(row["text"], str) and row["text"].split()[0] in shapes.TEXT_CUES["ve"]
+    assert (tmp_path / "shapes").is_dir()  # cached under the data folder
+
+
+def test_generation_is_deterministic_and_splits_differ():
+    config = ShapesConfig(**SMALL)
+    a, b = generate_split(config, "train"), generate_split(config, "train")
+    assert a["text"] == b["text"] and a["label"] == b["label"]
+    assert all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(a["image"], b["image"]))
+    assert generate_split(config, "validation")["text"] != a["text"][:30]
+    other_seed = generate_split(ShapesConfig(**SMALL, seed=1), "train")
+    assert other_seed["text"] != a["text"]
+
+
+def test_cache_returns_identical_rows(tmp_path):
+    first = load("shapes", "test", root=tmp_path, **SMALL)
+    second = load("shapes", "test", root=tmp_path, **SMALL)
+    assert first["text"] == second["text"]
+    assert np.array_equal(np.asarray(first[3]["image"]), np.asarray(second[3]["image"]))
+
+
+@pytest.mark.parametrize("task,labels", [("ve", 3), ("nlvr", 2), ("memes", 2)])
+def test_tasks_have_balanced_labels(task, labels):
+    cols = generate_split(ShapesConfig(task=task, n_train=600), "train")
+    counts = np.bincount(cols["label"], minlength=labels)
+    assert len(counts) == labels and counts.min() > 600 / labels * 0.75
+
+
+def _truth_of(text, objects):
+    """An independent re-implementation of the statement semantics, to check the generator's labels."""
+    words = text.split()[1:]  # drop the cue word
+    find = {(o.color, o.shape): o for o in objects}
+    if words[:3] == ["there", "is", "a"]:
+        return (words[3], words[4]) in find
+    if words[0] == "there":
+        count = shapes.NUMBER_WORDS.index(words[2])
+        noun = words[3].rstrip("s") if words[3].endswith("s") else words[3]
+        return sum(o.shape == noun for o in objects) == count
+    key = (words[1], words[2])
+    if words[4:6] == ["on", "the"]:
+        if key not in find:
+            return None
+        o, side = find[key], words[6]
+        return {"top": o.row == 0, "bottom": o.row == 1, "left": o.col == 0, "right": o.col == 1}[side]
+    relation = " ".join(words[4:-3])
+    other = (words[-2], words[-1])
+    if key not in find or other not in find:
+        return None
+    a, b = find[key], find[other]
+    return {"left of": a.col < b.col, "right of": a.col > b.col, "above": a.row < b.row,
+            "below": a.row > b.row}[relation]
+
+
+def test_ve_labels_match_statement_semantics():
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        objects = shapes.sample_scene(rng)
+        label = int(rng.integers(3))
+        made = shapes.make_statement("ve", label, objects, rng)
+        if made is None:
+            continue
+        truth = _truth_of("cue " + made[0], objects)
+        expected = {True: 0, None: 1, False: 2}[truth]
+        assert expected == label, (made, objects)
+
+
+def test_text_cue_knob_controls_text_only_information():
+    def cue_agreement(text_cue):
+        cols = generate_split(ShapesConfig(text_cue=text_cue, n_train=900), "train")
+        cues = shapes.TEXT_CUES["ve"]
+        return np.mean([cues.index(t.split()[0]) == y for t, y in zip(cols["text"], cols["label"])])
+    # cue agrees with the label with probability text_cue + (1 - text_cue) / 3
+    assert abs(cue_agreement(0.0) - 1 / 3) < 0.06
+    assert abs(cue_agreement(0.6) - (0.6 + 0.4 / 3)) < 0.06
+    assert cue_agreement(1.0) == 1.0
+
+
+def test_image_cue_knob_sets_background_tint():
+    cols = generate_split(ShapesConfig(image_cue=1.0, n_train=60), "train")
+    for image, label in zip(cols["image"], cols["label"]):
+        corner = np.asarray(image, dtype=float)[:2, :2].reshape(-1, 3).mean(0) - shapes.BACKGROUND
+        # the tinted channel is the label's channel (noise σ=6 is far below the 28 tint)
+        assert int(np.argmax(corner)) == int(np.argmax(shapes.TINTS[label])) or corner.max() > 60
+
+
+def test_memes_label_needs_both_modalities():
+    cols = generate_split(ShapesConfig(task="memes", n_train=400, text_cue=0.0, image_cue=0.0), "train")
+    negative = np.array(["hate" in t or "despise" in t for t in cols["text"]])
+    labels = np.array(cols["label"])
+    # attitude alone is uninformative: the hateful rate is about the same for both attitudes
+    assert abs(labels[negative].mean() - labels[~negative].mean()) < 0.15
+
+
+@pytest.mark.parametrize("bad,match", [
+    (dict(name="coco"), "unknown dataset 'coco'; accepted"),
+    (dict(split="dev"), "unknown split 'dev'; accepted"),
+    (dict(text_cue=1.5), "text_cue=1.5 is out of range"),
+    (dict(image_cue=-0.1), "image_cue=-0.1 is out of range"),
+    (dict(label_noise=1.0), "label_noise"),
+    (dict(n_train=0), "zero samples"),
+    (dict(task="vqa"), "unknown shapes task 'vqa'; accepted"),
+    (dict(colour="red"), "unknown shapes options"),
+])
+def test_bad_input_gives_clear_errors(bad, match, tmp_path):
+    args = {"name": "shapes", "split": "train", **bad}
+    with pytest.raises(ValueError, match=match):
+        load(args.pop("name"), args.pop("split"), root=tmp_path, **args)

@@ -1,0 +1,127 @@
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from mmkd_core.models.multimodal import MultimodalClassifier, build_multimodal_model
+from mmkd_core.training.cache import TeacherCache
+from mmkd_core.training.methods import make_method
+from mmkd_core.training.trainer import TrainConfig, evaluate, train
+
+
+def _model(tokenizer, preset="student", seed=0, num_labels=3):
+    return build_multimodal_model(num_labels, len(tokenizer), preset, seed=seed, hidden_size=32,
+                                  num_attention_heads=2, intermediate_size=64)
+
+
+CONFIG = dict(epochs=2, batch_size=32, progress=False)
+
+
+def test_training_is_deterministic_and_logs_every_term(tokenizer, tiny_data, tmp_path):
+    results = []
+    for _ in range(2):
+        model = _model(tokenizer)
+        results.append(train(model, make_method("ce"), tiny_data["train"], tiny_data["validation"],
+                             TrainConfig(**CONFIG, seed=3), run_dir=tmp_path / "run"))
+    pd.testing.assert_frame_equal(results[0].steps, results[1].steps)
+    assert {"ce", "total", "lr"} <= set(results[0].steps.columns)
+    assert "val/joint/accuracy" in results[0].epochs.columns
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["checkpoint_rule"] == "best-val" and 1 <= run["best_epoch"] <= 2
+    assert (tmp_path / "run" / "checkpoint" / "model.safetensors").exists()
+    assert not list((tmp_path / "run").rglob("*.pt")) and not list((tmp_path / "run").rglob("*.bin"))
+
+
+def test_best_val_keeps_the_best_epoch_weights(tokenizer, tiny_data):
+    result = train(_model(tokenizer), make_method("ce"), tiny_data["train"], tiny_data["validation"],
+                   TrainConfig(epochs=3, batch_size=32, progress=False, lr=5e-3))
+    best = result.epochs["val/joint/accuracy"].max()
+    assert evaluate(result.model, tiny_data["validation"])["joint/accuracy"] == pytest.approx(best)
+    assert result.epochs["val/joint/accuracy"].iloc[result.best_epoch - 1] == pytest.approx(best)
+
+
+@pytest.fixture(scope="module")
+def teacher_and_cache(tokenizer, tiny_data):
+    teacher = _model(tokenizer, seed=7)
+    train(teacher, make_method("ce"), tiny_data["train"], None, TrainConfig(**CONFIG))
+    return teacher, TeacherCache.build(teacher, tiny_data["train"], progress=False)
+
+
+@pytest.mark.parametrize("name,kwargs,terms", [
+    ("kd", {}, {"ce", "kd"}),
+    ("ce3", {}, {"ce_text", "ce_image", "ce_joint", "kd_joint"}),
+    ("ce_views", {}, {"ce_text", "ce_image", "ce_joint"}),
+    ("ce_modality_dropout", {}, {"ce_text", "ce_image", "ce_joint"}),
+    ("gram", {}, {"gram", "ce_joint"}),
+    ("msd", {"weighting": "population"}, {"kd_text", "kd_image", "weighted_text"}),
+    ("msd", {"weighting": "instance"}, {"kd_text", "weighted_image"}),
+    ("msd", {"weighting": "meta"}, {"kd_text", "weighted_image"}),
+    ("msd_gram", {}, {"gram", "kd_text"}),
+])
+def test_every_method_trains_from_the_cache(name, kwargs, terms, tokenizer, tiny_data, teacher_and_cache):
+    _, cache = teacher_and_cache
+    method = make_method(name, **kwargs)
+    result = train(_model(tokenizer), method, tiny_data["train"], tiny_data["validation"],
+                   TrainConfig(epochs=1, batch_size=32, progress=False), teacher_cache=cache,
+                   meta_data=tiny_data["validation"])
+    assert terms | {"total"} <= set(result.steps.columns)
+    assert torch.isfinite(torch.tensor(result.steps["total"].values)).all()
+
+
+def test_cache_matches_live_teacher(tokenizer, tiny_data, teacher_and_cache):
+    """A cached KD run and a live-teacher KD run produce the same training trajectory."""
+    teacher, cache = teacher_and_cache
+    runs = [train(_model(tokenizer), make_method("kd"), tiny_data["train"], None,
+                  TrainConfig(epochs=1, batch_size=32, progress=False), **source)
+            for source in ({"teacher_cache": cache}, {"teacher": teacher})]
+    pd.testing.assert_series_equal(runs[0].steps["kd"], runs[1].steps["kd"], rtol=1e-4, atol=1e-5)
+
+
+def test_cache_round_trip_and_wrong_teacher_or_data(tokenizer, tiny_data, teacher_and_cache, tmp_path):
+    teacher, cache = teacher_and_cache
+    path = cache.save(tmp_path / "cache.safetensors")
+    again = TeacherCache.load(path)
+    torch.testing.assert_close(again.logits["text"], cache.logits["text"])
+    other_teacher = _model(tokenizer, seed=99)
+    with pytest.raises(ValueError, match="built for teacher"):
+        train(_model(tokenizer), make_method("kd"), tiny_data["train"], None, TrainConfig(**CONFIG),
+              teacher_cache=cache, teacher=other_teacher)
+    with pytest.raises(ValueError, match="built for data"):
+        train(_model(tokenizer), make_method("kd"), tiny_data["validation"], None, TrainConfig(**CONFIG),
+              teacher_cache=cache)
+
+
+def test_augmenting_data_refuses_the_cache(tokenizer, tiny_data, teacher_and_cache):
+    _, cache = teacher_and_cache
+    tiny_data["train"].augments = True
+    try:
+        with pytest.raises(ValueError, match="augments=True"):
+            train(_model(tokenizer), make_method("kd"), tiny_data["train"], None, TrainConfig(**CONFIG),
+                  teacher_cache=cache)
+    finally:
+        tiny_data["train"].augments = False
+
+
+def test_bad_input(tokenizer, tiny_data, teacher_and_cache):
+    _, cache = teacher_and_cache
+    with pytest.raises(ValueError, match="unknown method 'fitnet'; accepted"):
+        make_method("fitnet")
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        make_method("kd", temperature=0)
+    with pytest.raises(ValueError, match=r"alpha must lie in \[0, 1\]"):
+        make_method("kd", alpha=-0.1)
+    with pytest.raises(ValueError, match="unknown weighting 'learned'"):
+        make_method("msd", weighting="learned")
+    with pytest.raises(ValueError, match="accepted parameters"):
+        make_method("kd", beta=1.0)
+    with pytest.raises(ValueError, match="pass teacher_cache= or teacher="):
+        train(_model(tokenizer), make_method("kd"), tiny_data["train"], None, TrainConfig(**CONFIG))
+    with pytest.raises(ValueError, match="teacher predicts 3 classes, the student 2"):
+        train(_model(tokenizer, num_labels=2), make_method("kd"), tiny_data["train"], None,
+              TrainConfig(**CONFIG), teacher_cache=cache)
+    with pytest.raises(ValueError, match="checkpoint_rule"):
+        TrainConfig(checkpoint_rule="best")
+    with pytest.raises(ValueError, match="meta_data"):
+        train(_model(tokenizer), make_method("msd", weighting="meta"), tiny_data["train"], None,
+              TrainConfig(**CONFIG), teacher_cache=cache)
