@@ -157,8 +157,10 @@ def run_student(method_name: str, seed: int, config: ExperimentConfig, data: Exp
            "params": count_parameters(result.model), "train_seconds": result.train_seconds,
            "best_epoch": result.best_epoch, "checkpoint_rule": result.checkpoint_rule,
            "steps": result.steps, "epochs": result.epochs}
-    if getattr(method, "weight_log", None):
-        row["weights"] = {k: torch.cat([w[k].reshape(-1) for w in method.weight_log]) for k in method.weight_log[0]}
+    if getattr(method, "weight_log", None):  # per-sample MSD weights over training, with row indices
+        row["weights"] = pd.DataFrame({k: torch.cat([w[k].reshape(-1) for w in method.weight_log]).numpy()
+                                       for k in method.weight_log[0]})
+        row["weights"]["step"] = [i for i, w in enumerate(method.weight_log) for _ in range(len(w["index"]))]
     if keep_model:
         row["model"] = result.model
     return row

@@ -252,8 +252,10 @@ class ModalitySpecificKD(Method):
     def step_losses(self, model, batch, teacher_logits):
         out = _forward(model, batch, VIEWS)
         weights = self.weights(model, batch, teacher_logits, out.logits)
-        if self.weighting != "population":
-            self.weight_log.append({k: torch.as_tensor(w).detach().float().cpu() for k, w in weights.items()})
+        if self.weighting != "population":  # per-sample weights with their row index, for the figures
+            logged = {k: torch.as_tensor(w).detach().float().cpu() for k, w in weights.items()}
+            logged["index"] = batch["index"].detach().cpu()
+            self.weight_log.append(logged)
         return self._loss(out.logits, teacher_logits, batch, weights)
 
 

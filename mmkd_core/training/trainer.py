@@ -134,6 +134,29 @@ def evaluate(model, dataset, views: Iterable[str] = ("joint",), batch_size: int 
     return metrics
 
 
+def teacher_outputs(method, batch, teacher_cache: TeacherCache | None, teacher, accelerator):
+    """The teacher logits a step needs: looked up in the cache, or computed live (no gradient)."""
+    if not method.needs_teacher:
+        return None
+    if teacher_cache is not None:
+        return teacher_cache.lookup(batch["index"], method.teacher_views, device=accelerator.device)
+    with torch.no_grad(), accelerator.autocast():
+        live = teacher(**_model_inputs(batch), views=method.teacher_views)
+    return {v: t.float() for v, t in live.logits.items()}
+
+
+def optimisation_step(model, method, batch, teacher_out, optimizer, accelerator, max_grad_norm: float = 1.0):
+    """One step: the method's losses, backward, clipping, optimizer update. Returns the loss terms."""
+    with accelerator.autocast():
+        losses = method.step_losses(model, batch, teacher_out)
+    optimizer.zero_grad(set_to_none=True)
+    accelerator.backward(losses["total"])
+    if max_grad_norm:
+        accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+    return losses
+
+
 def train(model: torch.nn.Module, method, train_data, val_data=None, config: TrainConfig | None = None,
           teacher_cache: TeacherCache | None = None, teacher: torch.nn.Module | None = None,
           meta_data=None, run_dir: str | Path | None = None, description: str | None = None) -> TrainResult:
@@ -186,21 +209,9 @@ def train(model: torch.nn.Module, method, train_data, val_data=None, config: Tra
     for epoch in range(1, config.epochs + 1):
         model.train()
         for batch in train_loader:
-            teacher_out = None
-            if method.needs_teacher:
-                if teacher_cache is not None:
-                    teacher_out = teacher_cache.lookup(batch["index"], method.teacher_views, device=accelerator.device)
-                else:
-                    with torch.no_grad(), accelerator.autocast():
-                        live = teacher(**_model_inputs(batch), views=method.teacher_views)
-                    teacher_out = {v: t.float() for v, t in live.logits.items()}
-            with accelerator.autocast():
-                losses = method.step_losses(model, batch, teacher_out)
-            optimizer.zero_grad(set_to_none=True)
-            accelerator.backward(losses["total"])
-            if config.max_grad_norm:
-                accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-            optimizer.step()
+            teacher_out = teacher_outputs(method, batch, teacher_cache, teacher, accelerator)
+            losses = optimisation_step(model, method, batch, teacher_out, optimizer, accelerator,
+                                       config.max_grad_norm)
             schedule.step()
             step += 1
             row = {"step": step, "epoch": epoch, "lr": schedule.get_last_lr()[0]}

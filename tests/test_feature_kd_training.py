@@ -1,0 +1,77 @@
+"""Training loops of notebook 01 (mmkd_core.training.feature_kd): tiny, seeded, repeatable on CPU."""
+import pytest
+import torch
+
+from mmkd_core.data.digits import load_digits_splits
+from mmkd_core.losses import Data2VecDistillationLoss, Data2VecLossConfig
+from mmkd_core.models.vision import TinyVisionSizes, hidden_states
+from mmkd_core.training.feature_kd import (
+    FeatureClassifier, TrainConfig, cache_teacher_targets, random_shift, seed_everything, train_classifier, train_feature_kd,
+)
+
+SIZES = TinyVisionSizes(width=32, num_heads=2, teacher_depth=2, student_depth=1)
+CONFIG = TrainConfig(epochs=2, batch_size=16, progress=False)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_digits_splits(max_train=48, max_test=16)
+
+
+def test_digits_splits(data):
+    assert data.train_images.shape == (48, 3, 32, 32) and data.test_images.shape == (16, 3, 32, 32)
+    assert data.train_images.min() >= -1 and data.train_images.max() <= 1
+    with pytest.raises(ValueError, match="image_size"):
+        load_digits_splits(image_size=4)
+
+
+def _distil(data):
+    seed_everything(0)
+    teacher = SIZES.teacher()
+    targets = cache_teacher_targets(teacher, data.train_images, batch_size=20)
+    student = SIZES.student()
+    history = train_feature_kd(student, data.train_images, targets, config=CONFIG)
+    return teacher, targets, student, history
+
+
+def test_cached_targets_match_the_loss_config(data):
+    teacher, targets, student, history = _distil(data)
+    assert targets.shape == (48, 17, 32)
+    with torch.no_grad():
+        direct = Data2VecLossConfig().targets(hidden_states(teacher, data.train_images[:4]))
+    torch.testing.assert_close(targets[:4], direct)
+    assert len(history.records) == 2 * 3 and {"epoch", "step", "loss", "lr", "seconds"} <= set(history.records[0])
+
+
+def test_distillation_is_repeatable_and_learns(data):
+    _, _, _, first = _distil(data)
+    _, _, _, second = _distil(data)
+    assert first.losses == second.losses
+    assert first.losses[-1] < first.losses[0]
+
+
+def test_projection_head_trains_with_the_student(data):
+    seed_everything(0)
+    targets = cache_teacher_targets(SIZES.teacher(), data.train_images)
+    narrow = TinyVisionSizes(width=16, num_heads=2, student_depth=1).student()
+    loss = Data2VecDistillationLoss(student_dim=16, teacher_dim=32)
+    before = loss.projection.weight.detach().clone()
+    train_feature_kd(narrow, data.train_images, targets, loss, CONFIG)
+    assert not torch.equal(before, loss.projection.weight.detach())
+
+
+def test_supervised_training_runs_for_teacher_and_student(data):
+    seed_everything(0)
+    history = train_classifier(SIZES.teacher(), data.train_images, data.train_labels, CONFIG, max_shift=1)
+    assert len(history.losses) == 6
+    classifier = FeatureClassifier(SIZES.student(), num_classes=10)
+    assert classifier(data.test_images[:2]).shape == (2, 10)
+    with pytest.raises(ValueError, match="labels must be"):
+        train_classifier(classifier, data.train_images, data.train_labels[:3], CONFIG)
+
+
+def test_bad_targets_and_shift(data):
+    with pytest.raises(ValueError, match="one per image"):
+        train_feature_kd(SIZES.student(), data.train_images, torch.zeros(3, 17, 32), config=CONFIG)
+    shifted = random_shift(torch.zeros(2, 1, 4, 4), 1, torch.Generator().manual_seed(0), fill=-1.0)
+    assert shifted.shape == (2, 1, 4, 4)
