@@ -21,6 +21,7 @@ from typing import Any, Iterable
 
 import pandas as pd
 import torch
+from accelerate import PartialState
 from tqdm.auto import tqdm
 
 from .data import default_data_dir, load
@@ -93,8 +94,9 @@ def prepare_data(config: ExperimentConfig) -> ExperimentData:
         tokenizer = load_tokenizer(config.tokenizer)
     processor = ImageTextProcessor(tokenizer, image_size=config.image_size, max_length=config.max_text_length)
     wrap = LazyDataset if config.lazy_images else EncodedDataset
-    splits = {split: wrap(load(config.dataset, split, root=config.data_root, **config.dataset_options), processor)
-              for split in ("train", "validation", "test")}
+    with PartialState().main_process_first():  # one process generates / caches, the others then read
+        splits = {split: wrap(load(config.dataset, split, root=config.data_root, **config.dataset_options), processor)
+                  for split in ("train", "validation", "test")}
     return ExperimentData(**splits, tokenizer=tokenizer, label_names=splits["train"].label_names)
 
 
@@ -121,12 +123,14 @@ def get_teacher(config: ExperimentConfig, data: ExperimentData, retrain: bool = 
                                progress=progress)
     result = train(teacher, make_method(config.teacher_method), data.train, data.validation, train_config, run_dir=folder,
                    description="teacher")
+    PartialState().wait_for_everyone()  # under accelerate launch, only the main process writes the folder
     info = json.loads((folder / "run.json").read_text())
     return result.model, info
 
 
 def get_teacher_cache(teacher, data: ExperimentData, config: ExperimentConfig) -> TeacherCache:
-    return TeacherCache.build(teacher, data.train, cache_dir=checkpoint_dir(config))
+    with PartialState().main_process_first():  # the main process computes and saves, the others load
+        return TeacherCache.build(teacher, data.train, cache_dir=checkpoint_dir(config))
 
 
 def split_metrics(model, data: ExperimentData, views: Iterable[str] = ("joint",)) -> dict[str, float]:

@@ -126,8 +126,16 @@ class MultimodalClassifier(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, pixel_values: torch.Tensor,
                 views: Iterable[str] = ("joint",), output_hidden_states: bool = False,
-                **_: object) -> MultimodalOutput:
-        """Logits (and pooled features) for each requested view, all views in one encoder pass."""
+                view_index: torch.Tensor | None = None, **_: object) -> MultimodalOutput:
+        """Logits (and pooled features) for each requested view, all views in one encoder pass.
+
+        With ``view_index`` ([B] indices into ``VIEWS``), each sample is seen through its own view instead
+        and the result has one entry, ``"per_sample"`` (see :meth:`forward_per_sample_view`). Going through
+        ``forward`` keeps DistributedDataParallel's gradient synchronisation in the loop.
+        """
+        if view_index is not None:
+            logits = self.forward_per_sample_view(input_ids, attention_mask, pixel_values, view_index)
+            return MultimodalOutput(logits={"per_sample": logits}, pooled={})
         views = requested_views(views)
         if input_ids.shape[0] != pixel_values.shape[0]:
             raise ValueError(f"text batch {input_ids.shape[0]} != image batch {pixel_values.shape[0]}")

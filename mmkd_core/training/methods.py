@@ -109,17 +109,12 @@ class ModalityDropoutCrossEntropy(Method):
         other = (1.0 - self.joint_probability) / 2
         probabilities = torch.tensor([self.joint_probability, other, other], device=labels.device)
         view_index = torch.multinomial(probabilities, labels.shape[0], replacement=True)
-        logits = _unwrap(model).forward_per_sample_view(batch["input_ids"], batch["attention_mask"],
-                                                        batch["pixel_values"], view_index)
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                       pixel_values=batch["pixel_values"], view_index=view_index).logits["per_sample"]
         losses = {f"ce_{v}": F.cross_entropy(logits[view_index == i].float(), labels[view_index == i])
                   if bool((view_index == i).any()) else logits.sum() * 0.0 for i, v in enumerate(VIEWS)}
         losses["total"] = F.cross_entropy(logits.float(), labels)
         return losses
-
-
-def _unwrap(model):
-    """The module itself under DistributedDataParallel (whose custom methods are on ``.module``)."""
-    return getattr(model, "module", model)
 
 
 @dataclasses.dataclass

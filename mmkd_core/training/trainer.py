@@ -204,7 +204,9 @@ def train(model: torch.nn.Module, method, train_data, val_data=None, config: Tra
     best_score, best_epoch, best_state = -math.inf, 0, None
     start = time.perf_counter()
     label = description or method.name
-    bar = tqdm(total=total_steps, desc=label, disable=not config.progress or not accelerator.is_main_process)
+    # after prepare() the loader yields this process's shard; the scheduler counts global steps
+    bar = tqdm(total=config.epochs * len(train_loader), desc=label,
+               disable=not config.progress or not accelerator.is_main_process)
     step = 0
     for epoch in range(1, config.epochs + 1):
         model.train()

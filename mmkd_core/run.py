@@ -1,0 +1,103 @@
+"""Every notebook's training step as a script, for ``accelerate launch`` on several GPUs or nodes.
+
+    python -m mmkd_core.run student --config my.yaml --method kd --seeds 0 1 2 --out reports/runs/kd
+    accelerate launch --num_processes 8 -m mmkd_core.run student --config my.yaml --method msd \
+        --method-kwargs '{"weighting": "instance"}' --out reports/runs/msd
+
+``--config`` is a YAML file of :class:`mmkd_core.experiments.ExperimentConfig` fields (dataset, data_root,
+sizes, epochs...). Experiments:
+
+* ``teacher``: train (or load) the experiment's teacher and print its metrics;
+* ``student``: the teacher (cached), its output cache, then one student per seed with ``--method``.
+
+Results use the notebooks' format: ``runs.csv`` (one row per seed, same columns as ``*_runs.csv`` in
+``reports/tables``) and, per seed, ``steps.csv`` / ``epochs.csv`` / ``run.json`` and a safetensors checkpoint.
+Only the main process writes; every process prints a checksum of its final weights so a multi-process run
+can be checked for agreement (``rank <r> weights <sha1>``).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import torch
+import yaml
+from accelerate import PartialState
+
+from .experiments import (ExperimentConfig, get_teacher, get_teacher_cache, prepare_data, rows_frame, run_student,
+                          split_metrics)
+
+EXPERIMENTS = ("teacher", "student")
+
+
+def load_config(path: str | None, overrides: list[str]) -> ExperimentConfig:
+    fields = yaml.safe_load(Path(path).read_text()) if path else {}
+    if fields is None:
+        fields = {}
+    if not isinstance(fields, dict):
+        raise ValueError(f"{path}: expected a mapping of ExperimentConfig fields")
+    for item in overrides:
+        key, _, value = item.partition("=")
+        fields[key] = yaml.safe_load(value)
+    known = set(ExperimentConfig.__dataclass_fields__)
+    unknown = set(fields) - known
+    if unknown:
+        raise ValueError(f"unknown config fields {sorted(unknown)}; accepted: {sorted(known)}")
+    return ExperimentConfig(**fields)
+
+
+def weights_checksum(model) -> str:
+    digest = hashlib.sha1()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().float().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("experiment", choices=EXPERIMENTS)
+    parser.add_argument("--config", default=None, help="YAML file of ExperimentConfig fields")
+    parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="override config fields")
+    parser.add_argument("--method", default="kd")
+    parser.add_argument("--method-kwargs", default="{}", help="JSON dict of method parameters")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--out", default=None, help="output folder (default: reports/runs/<experiment>)")
+    args = parser.parse_args(argv)
+
+    state = PartialState(cpu=not torch.cuda.is_available())  # CPU-only: gloo across processes
+    config = load_config(args.config, args.set)
+    out = Path(args.out or Path("reports") / "runs" / args.experiment)
+    data = prepare_data(config)
+    teacher, info = get_teacher(config, data, progress=state.is_main_process)
+    if args.experiment == "teacher":
+        metrics = split_metrics(teacher, data)
+        print(f"rank {state.process_index} weights {weights_checksum(teacher)}")
+        if state.is_main_process:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "teacher.json").write_text(json.dumps({**metrics, **info}, indent=2, default=str))
+            print(json.dumps(metrics, indent=2))
+        return 0
+
+    cache = get_teacher_cache(teacher, data, config)
+    rows = []
+    for seed in args.seeds:
+        row = run_student(args.method, seed, config, data, cache, json.loads(args.method_kwargs),
+                          run_dir=out / f"seed{seed}" if state.is_main_process else None,
+                          progress=state.is_main_process, keep_model=True)
+        print(f"rank {state.process_index} seed {seed} weights {weights_checksum(row.pop('model'))}", flush=True)
+        rows.append(row)
+    if state.is_main_process:
+        frame = rows_frame(rows)
+        out.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(out / "runs.csv", index=False)
+        print(frame.drop(columns=[c for c in frame.columns if c.startswith("validation/")]).to_string(index=False))
+    state.wait_for_everyone()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""The script entry points: multi-process runs (torch.distributed, gloo), reproduce's plan and index, summary."""
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mmkd_core import reproduce, summary
+from mmkd_core.run import load_config
+
+TINY = ['dataset_options={"task": "nlvr", "n_train": 96, "n_validation": 48, "n_test": 48}',
+        "teacher_epochs=1", "student_epochs=1", "batch_size=24",
+        'teacher_overrides={"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64}',
+        'student_overrides={"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64}']
+
+
+def test_two_processes_train_the_same_student(tmp_path):
+    """torchrun with 2 CPU processes (gloo): both ranks end with identical weights; rank 0 writes runs.csv."""
+    env = {**os.environ, "MMKD_DATA_DIR": str(tmp_path / "data"), "OMP_NUM_THREADS": "1"}
+    torchrun = Path(sys.executable).parent / "torchrun"
+    command = [str(torchrun), "--nproc_per_node", "2", "--master_port", "29561", "-m", "mmkd_core.run", "student",
+               "--set", *TINY, "--method", "kd", "--seeds", "0", "--out", str(tmp_path / "out")]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    checksums = dict(re.findall(r"rank (\d) seed 0 weights (\w+)", done.stdout))
+    assert set(checksums) == {"0", "1"} and checksums["0"] == checksums["1"]
+    runs = pd.read_csv(tmp_path / "out" / "runs.csv")
+    assert list(runs["method"]) == ["kd"] and 0.0 <= runs["test/accuracy"].item() <= 1.0
+    assert (tmp_path / "out" / "seed0" / "checkpoint" / "model.safetensors").exists()
+
+
+def test_run_config_rejects_unknown_fields(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("teacher_epochs: 2\nlearning_rate: 3\n")
+    with pytest.raises(ValueError, match="unknown config fields \\['learning_rate'\\]"):
+        load_config(str(path), [])
+    assert load_config(None, ["student_epochs=3"]).student_epochs == 3
+
+
+def test_reproduce_plan_errors_and_index(tmp_path):
+    bad = tmp_path / "plan.yaml"
+    bad.write_text("notebooks: []\n")
+    with pytest.raises(ValueError, match="non-empty 'notebooks' list"):
+        reproduce.load_plan(bad)
+    bad.write_text("notebooks:\n  - path: notebooks/99_missing.ipynb\n")
+    with pytest.raises(FileNotFoundError, match="99_missing"):
+        reproduce.load_plan(bad)
+    reports = tmp_path / "reports"
+    (reports / "tables").mkdir(parents=True)
+    (reports / "figures").mkdir()
+    (reports / "tables" / "02_vanilla_kd.md").write_text("|a|\n")
+    (reports / "figures" / "02_vanilla_kd_bars.png").write_bytes(b"")
+    index = reproduce.write_index(reports, ["notebooks/02_vanilla_multimodal_kd.ipynb"], {"02_x.ipynb": 12.0})
+    text = index.read_text()
+    assert "tables/02_vanilla_kd.md" in text and "figures/02_vanilla_kd_bars.png" in text and "| **total** | 12 |" in text
+
+
+def test_reproduce_stops_at_a_failing_notebook_and_names_it(tmp_path, capsys, monkeypatch):
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    notebook = Path(reproduce.REPO / "notebooks" / "_tmp_failing_test.ipynb")
+    nb = new_notebook(cells=[new_code_cell("raise RuntimeError('boom')")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, notebook)
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(f"notebooks:\n  - path: notebooks/{notebook.name}\n")
+    try:
+        code = reproduce.main(["--config", str(plan), "--reports", str(tmp_path / "reports")])
+    finally:
+        notebook.unlink()
+    assert code == 1
+    err = capsys.readouterr().err
+    assert f"FAILED: notebook notebooks/{notebook.name}" in err and "executed copy" in err
+
+
+def _runs():
+    rows = []
+    for method, accs in {"teacher": [0.9], "CE (no teacher)": [0.60, 0.62, 0.61], "KD": [0.70, 0.71, 0.69],
+                         "Gram": [0.71, 0.70, 0.72]}.items():
+        for seed, acc in enumerate(accs):
+            rows.append({"task": "ve", "method": method, "seed": seed, "test/accuracy": acc,
+                         "validation/accuracy": acc, "params": 10, "train_seconds": 1.0,
+                         "checkpoint_rule": "best-val"})
+    return pd.DataFrame(rows)
+
+
+def test_claims_are_computed_from_the_runs():
+    claims = summary.claims_check(_runs()).set_index("comparison")
+    assert claims.loc["Gram − KD", "difference (points)"] == pytest.approx(1.0)
+    assert bool(claims.loc["Gram − KD", "CIs overlap"]) is True
+    assert bool(claims.loc["teacher − CE (no teacher)", "CIs overlap"]) is False
+    assert bool(claims.loc["KD − CE (no teacher)", "CIs overlap"]) is False
+    text = " ".join(summary.claims_text(summary.claims_check(_runs())))
+    assert "outside that range" in text  # +1.0 is outside the paper's +1.2 to +1.7
+
+
+def test_collect_runs_keeps_one_copy_of_identical_runs(tmp_path):
+    runs = _runs()
+    runs.to_csv(tmp_path / "02_vanilla_kd_runs.csv", index=False)
+    runs[runs["method"] == "KD"].to_csv(tmp_path / "04_table1_runs.csv", index=False)
+    collected = summary.collect_runs(tmp_path)
+    assert len(collected) == len(runs)
+    with pytest.raises(FileNotFoundError, match="run notebooks"):
+        summary.collect_runs(tmp_path / "empty")
