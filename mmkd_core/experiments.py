@@ -44,7 +44,7 @@ class ExperimentConfig:
     dataset_options: dict = dataclasses.field(default_factory=lambda: {"task": "ve"})
     data_root: str | None = None
     image_size: int = 32
-    patch_size: int = 8
+    patch_size: int = 16  # one patch per grid cell of the benchmark: an object-level token, like a region feature
     max_text_length: int = 12  # the longest benchmark statement is 10 words + [CLS] + [SEP]
     tokenizer: str | None = None  # None: the benchmark's own word-level tokenizer; else a hub name/path
     teacher_preset: str = "teacher"
@@ -63,6 +63,11 @@ class ExperimentConfig:
     teacher_method: str = "ce_modality_dropout"
     checkpoint_rule: str = "best-val"
     lazy_images: bool = False  # True for real datasets: decode images per batch
+    # Real scale: start the teacher from a hub ViLT backbone (e.g. "dandelin/vilt-b32-mlm"; set image_size
+    # and patch_size to the checkpoint's, e.g. 384 and 32, and tokenizer to the same name), and optionally
+    # initialise students DistilBERT-style from some of the trained teacher's layers (e.g. [0, 11]).
+    teacher_pretrained: str | None = None
+    student_init_layers: list | None = None
 
     def key(self) -> str:
         """Hash of the fields that define the teacher (data, sizes, teacher training)."""
@@ -117,7 +122,13 @@ def get_teacher(config: ExperimentConfig, data: ExperimentData, retrain: bool = 
     if not retrain and (folder / "checkpoint" / "model.safetensors").exists():
         info = json.loads((folder / "run.json").read_text())
         return MultimodalClassifier.load(folder / "checkpoint"), info
-    teacher = _build(config, data, config.teacher_preset, config.teacher_overrides, config.teacher_seed)
+    if config.teacher_pretrained:
+        from .models.multimodal import from_pretrained_vilt
+
+        torch.manual_seed(config.teacher_seed)  # the new classifier head
+        teacher = from_pretrained_vilt(config.teacher_pretrained, num_labels=data.num_labels)
+    else:
+        teacher = _build(config, data, config.teacher_preset, config.teacher_overrides, config.teacher_seed)
     train_config = TrainConfig(epochs=config.teacher_epochs, batch_size=config.batch_size, lr=config.teacher_lr,
                                seed=config.teacher_seed, checkpoint_rule=config.checkpoint_rule,
                                progress=progress)
@@ -151,7 +162,14 @@ def run_student(method_name: str, seed: int, config: ExperimentConfig, data: Exp
                 keep_model: bool = False, eval_views: Iterable[str] = ("joint",)) -> dict[str, Any]:
     """Train one student; return a flat row: method, seed, metrics, cost, logs."""
     method = make_method(method_name, **(method_kwargs or {}))
-    student = _build(config, data, config.student_preset, config.student_overrides, seed)
+    if config.student_init_layers:
+        from .models.multimodal import student_from_teacher
+
+        teacher, _ = get_teacher(config, data, progress=False)
+        torch.manual_seed(seed)
+        student = student_from_teacher(teacher, config.student_init_layers)
+    else:
+        student = _build(config, data, config.student_preset, config.student_overrides, seed)
     train_config = TrainConfig(epochs=config.student_epochs, batch_size=config.batch_size, lr=config.student_lr,
                                seed=seed, checkpoint_rule=config.checkpoint_rule, progress=progress)
     result = train(student, method, data.train, data.validation, train_config,

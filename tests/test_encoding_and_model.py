@@ -142,3 +142,19 @@ def test_per_sample_views_match_the_batched_views(model, tiny_data):
     torch.testing.assert_close(mixed, expected, atol=1e-5, rtol=1e-4)
     with pytest.raises(ValueError, match="view_index"):
         model.forward_per_sample_view(b["input_ids"], b["attention_mask"], b["pixel_values"], view_index[:2])
+
+
+def test_pretrained_vilt_path_loads_a_saved_backbone(tmp_path, tokenizer):
+    """The hub path (from_pretrained_vilt) on a tiny ViltModel saved as safetensors: no download."""
+    from transformers import ViltConfig, ViltModel
+
+    from mmkd_core.models.multimodal import from_pretrained_vilt
+
+    config = ViltConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, image_size=32, patch_size=16, max_position_embeddings=16)
+    ViltModel(config).save_pretrained(tmp_path / "vilt")
+    assert (tmp_path / "vilt" / "model.safetensors").exists()
+    model = from_pretrained_vilt(str(tmp_path / "vilt"), num_labels=2).eval()
+    out = model(torch.tensor([[2, 10, 3]]), torch.ones(1, 3, dtype=torch.long), torch.randn(1, 3, 32, 32),
+                views=("joint", "text", "image"))
+    assert out.logits["image"].shape == (1, 2)

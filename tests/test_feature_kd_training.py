@@ -75,3 +75,16 @@ def test_bad_targets_and_shift(data):
         train_feature_kd(SIZES.student(), data.train_images, torch.zeros(3, 17, 32), config=CONFIG)
     shifted = random_shift(torch.zeros(2, 1, 4, 4), 1, torch.Generator().manual_seed(0), fill=-1.0)
     assert shifted.shape == (2, 1, 4, 4)
+
+
+def test_one_seed_of_the_notebook_experiment(data):
+    from mmkd_core.training.vision_kd_experiment import MODEL_ORDER, run_seed, summarize
+
+    config = TrainConfig(epochs=1, batch_size=16, progress=False)
+    result = run_seed(0, data, SIZES, config, config, knn_k=3)
+    assert [row["model"] for row in result.rows] == MODEL_ORDER
+    assert all(0 <= row["linear_probe"] <= 1 and 0 <= row["knn"] <= 1 for row in result.rows)
+    assert result.rows[0]["kd_test_loss"] == pytest.approx(0.0, abs=1e-5)  # the teacher predicts its own targets
+    assert result.rows[1]["params"] == result.rows[3]["params"] < result.rows[0]["params"]
+    table = summarize(result.rows + run_seed(1, data, SIZES, config, config, knn_k=3).rows)
+    assert list(table.model) == MODEL_ORDER and set(table.seeds) == {2} and "±" in table.iloc[0]["k-NN acc. (%)"]

@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 COLORS: dict[str, tuple[int, int, int]] = {
     "red": (215, 48, 39),
@@ -148,9 +148,12 @@ def render_scene(objects: list[SceneObject], tint: tuple[int, int, int], size: i
     cell = size // GRID
     yy, xx = np.mgrid[0:cell, 0:cell].astype(np.float32) + 0.5
     for obj in objects:
-        radius = cell * rng.uniform(0.28, 0.4)
-        cy = cell / 2 + rng.uniform(-1.0, 1.0) * (cell / 2 - radius)
-        cx = cell / 2 + rng.uniform(-1.0, 1.0) * (cell / 2 - radius)
+        # Near-centred, near-constant size: an object is then "one region" of its cell, as detector
+        # region features are for UNITER. Strong jitter made the shape hard to read from a patch and
+        # turned learning the statements' grounding into memorisation on a few thousand samples.
+        radius = cell * rng.uniform(0.32, 0.38)
+        cy = cell / 2 + rng.uniform(-1.0, 1.0) * cell * 0.06
+        cx = cell / 2 + rng.uniform(-1.0, 1.0) * cell * 0.06
         if obj.shape == "circle":
             mask = (yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2
         elif obj.shape == "square":

@@ -61,7 +61,14 @@ class MultimodalClassifier(nn.Module):
             raise ValueError(f"num_labels must be >= 2, got {num_labels}")
         self.config = config
         self.num_labels = num_labels
-        self.vilt = vilt if vilt is not None else ViltModel(config, add_pooling_layer=True)
+        if vilt is None:
+            vilt = ViltModel(config, add_pooling_layer=True)
+            # transformers leaves ViLT's image position embeddings and image [CLS] at zero (a checkpoint
+            # overwrites them). Trained from scratch, zero positions make every patch look alike to
+            # attention until the positions slowly grow: initialise them as ViT does.
+            nn.init.trunc_normal_(vilt.embeddings.position_embeddings, std=config.initializer_range)
+            nn.init.trunc_normal_(vilt.embeddings.cls_token, std=config.initializer_range)
+        self.vilt = vilt
         self.classifier = nn.Sequential(
             nn.Dropout(config.hidden_dropout_prob),
             nn.Linear(config.hidden_size, num_labels),

@@ -67,8 +67,8 @@ def run_seed(seed: int, data: ImageSplits, sizes: TinyVisionSizes, teacher_confi
     for name, model in models.items():
         model.to(device).eval()
         features = lambda x, model=model: pooled_features(model, x)  # noqa: E731
-        train_x = extract_features(features, data.train_images)
-        test_x = extract_features(features, data.test_images)
+        train_x = extract_features(features, data.train_images, device=device)
+        test_x = extract_features(features, data.test_images, device=device)
         rows.append(dict(
             seed=seed, model=name,
             linear_probe=linear_probe_accuracy(train_x, data.train_labels.numpy(), test_x, data.test_labels.numpy(), seed=seed),
@@ -76,7 +76,8 @@ def run_seed(seed: int, data: ImageSplits, sizes: TinyVisionSizes, teacher_confi
             kd_test_loss=_test_kd_loss(model, data.test_images.to(device), test_targets.to(device), loss),
             # backbone only: the teacher's classifier head is not part of its features
             params=count_parameters(model) - (count_parameters(model.head) if hasattr(model, "head") else 0),
-            images_per_s=measure_throughput(features, data.test_images[:throughput_batch], warmup=1, iterations=3),
+            images_per_s=measure_throughput(features, data.test_images[:throughput_batch], warmup=1, iterations=3,
+                                             device=device),
         ))
     with torch.no_grad():
         teacher_logits = teacher(data.test_images.to(device))
