@@ -89,3 +89,18 @@ def mean_gram(model, batch, transform: str = "probs", temperature: float = 1.0) 
     out = model(**{k: batch[k].to(device) for k in ("input_ids", "attention_mask", "pixel_values")}, views=VIEWS)
     model.train(was_training)
     return modality_gram(stack_views(out.logits, transform=transform, temperature=temperature)).mean(0).cpu()
+
+
+def accuracy_by(models: dict, encoded, hf_dataset, column: str = "statement_type") -> pd.DataFrame:
+    """Joint-view accuracy of each model per value of a metadata column (e.g. the statement type)."""
+    if column not in hf_dataset.column_names:
+        raise ValueError(f"dataset has no column {column!r}; columns: {hf_dataset.column_names}")
+    groups = pd.Series(hf_dataset[column], name=column)
+    table = {}
+    for name, model in models.items():
+        out = predict(model, encoded, views=("joint",))
+        correct = (out["logits"]["joint"].argmax(-1) == out["labels"]).numpy()
+        table[name] = pd.Series(correct).groupby(groups).mean()
+    frame = pd.DataFrame(table)
+    frame["samples"] = groups.value_counts()
+    return frame

@@ -189,10 +189,13 @@ def run_student(method_name: str, seed: int, config: ExperimentConfig, data: Exp
 
 
 def run_grid(specs: list[dict], seeds: Iterable[int], config: ExperimentConfig, data: ExperimentData,
-             teacher_cache: TeacherCache | None, desc: str = "students") -> list[dict]:
+             teacher_cache: TeacherCache | None, desc: str = "students",
+             run_root: str | Path | None = None) -> list[dict]:
     """Run every spec (``{"label", "method", "kwargs"}``) for every seed, with one progress bar.
 
     The first seed's row keeps its trained ``model`` (for throughput and figures); the others drop it.
+    With ``run_root``, each run also writes its logs (every loss term per step and per epoch, CSV),
+    ``run.json`` and its safetensors checkpoint to ``<run_root>/<label>/seed<k>/``.
     """
     seeds = list(seeds)
     rows = []
@@ -202,9 +205,21 @@ def run_grid(specs: list[dict], seeds: Iterable[int], config: ExperimentConfig, 
                 bar.set_postfix_str(f"{spec['label']} seed {seed}")
                 rows.append(run_student(spec["method"], seed, config, data, teacher_cache,
                                         method_kwargs=spec.get("kwargs"), label=spec["label"],
-                                        keep_model=seed == seeds[0]))
+                                        keep_model=seed == seeds[0],
+                                        run_dir=None if run_root is None else
+                                        Path(run_root) / slug(spec["label"]) / f"seed{seed}"))
                 bar.update(1)
     return rows
+
+
+def slug(label: str) -> str:
+    """A folder name for a method label ('MSD + Gram' → 'msd-gram')."""
+    return "-".join("".join(c if c.isalnum() else " " for c in label.lower()).split()) or "run"
+
+
+def runs_dir(notebook: str) -> Path:
+    """Where a notebook's per-run logs and checkpoints go: ``data/runs/<notebook>`` (git-ignored)."""
+    return default_data_dir() / "runs" / notebook
 
 
 def metric_columns(rows: list[dict]) -> list[str]:

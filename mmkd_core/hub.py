@@ -102,7 +102,8 @@ def _hub_repo_hint(name: str, what: str) -> str:
     return name
 
 
-def _call_or_explain(load: Callable[[], T], checkpoint: str | os.PathLike, what: str, fetch_python: str) -> T:
+def call_or_explain(load: Callable[[], T], checkpoint: str | os.PathLike, what: str, fetch_python: str = "") -> T:
+    """Run ``load()``; turn a hub / missing-cache failure into a :class:`CheckpointUnavailableError`."""
     try:
         return load()
     except CheckpointUnavailableError:
@@ -129,7 +130,7 @@ def from_pretrained_or_explain(cls: Any, checkpoint: str | os.PathLike, **kwargs
     _refuse_unsafe(kwargs)
     name = os.fspath(checkpoint)
     fetch = (f"from huggingface_hub import snapshot_download; snapshot_download('{name}')")
-    return _call_or_explain(lambda: cls.from_pretrained(name, use_safetensors=True, **kwargs),
+    return call_or_explain(lambda: cls.from_pretrained(name, use_safetensors=True, **kwargs),
                             name, f"checkpoint ({getattr(cls, '__name__', cls)})", fetch)
 
 
@@ -142,7 +143,7 @@ def timm_create_or_explain(name: str, pretrained: bool = True, **kwargs: Any) ->
     import timm
 
     fetch = f"import timm; timm.create_model('{name}', pretrained=True)"
-    return _call_or_explain(lambda: timm.create_model(name, pretrained=pretrained, **kwargs),
+    return call_or_explain(lambda: timm.create_model(name, pretrained=pretrained, **kwargs),
                             name, "timm model", fetch)
 
 
@@ -158,7 +159,7 @@ def load_tokenizer(name_or_path: str | os.PathLike, **kwargs: Any) -> Any:
         raise ValueError("trust_remote_code=True is refused: mmkd only runs code from installed packages")
     name = os.fspath(name_or_path)
     fetch = f"from transformers import AutoTokenizer; AutoTokenizer.from_pretrained('{name}')"
-    return _call_or_explain(lambda: AutoTokenizer.from_pretrained(name, **kwargs), name, "tokenizer", fetch)
+    return call_or_explain(lambda: AutoTokenizer.from_pretrained(name, **kwargs), name, "tokenizer", fetch)
 
 
 def minilm_tokenizer_path() -> Path:

@@ -9,6 +9,10 @@ sizes, epochs...). Experiments:
 
 * ``teacher``: train (or load) the experiment's teacher and print its metrics;
 * ``student``: the teacher (cached), its output cache, then one student per seed with ``--method``.
+* ``vision``: notebook 01 (BEiT teacher → Data2Vec-vision student, data2vec targets) per seed, with the
+  notebook's default sizes; ``--set`` takes ``TinyVisionSizes`` fields and ``teacher_epochs`` /
+  ``student_epochs``. Its feature-KD loop runs in one process (CUDA when present); it is not sharded
+  across processes, so it refuses to run under a multi-process launcher rather than train N copies.
 
 Results use the notebooks' format: ``runs.csv`` (one row per seed, same columns as ``*_runs.csv`` in
 ``reports/tables``) and, per seed, ``steps.csv`` / ``epochs.csv`` / ``run.json`` and a safetensors checkpoint.
@@ -23,6 +27,7 @@ import json
 import sys
 from pathlib import Path
 
+import pandas as pd
 import torch
 import yaml
 from accelerate import PartialState
@@ -30,7 +35,7 @@ from accelerate import PartialState
 from .experiments import (ExperimentConfig, get_teacher, get_teacher_cache, prepare_data, rows_frame, run_student,
                           split_metrics)
 
-EXPERIMENTS = ("teacher", "student")
+EXPERIMENTS = ("teacher", "student", "vision")
 
 
 def load_config(path: str | None, overrides: list[str]) -> ExperimentConfig:
@@ -69,8 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     state = PartialState(cpu=not torch.cuda.is_available())  # CPU-only: gloo across processes
-    config = load_config(args.config, args.set)
     out = Path(args.out or Path("reports") / "runs" / args.experiment)
+    if args.experiment == "vision":
+        return run_vision(args, state, out)
+    config = load_config(args.config, args.set)
     data = prepare_data(config)
     teacher, info = get_teacher(config, data, progress=state.is_main_process)
     if args.experiment == "teacher":
@@ -96,6 +103,33 @@ def main(argv: list[str] | None = None) -> int:
         frame.to_csv(out / "runs.csv", index=False)
         print(frame.drop(columns=[c for c in frame.columns if c.startswith("validation/")]).to_string(index=False))
     state.wait_for_everyone()
+    return 0
+
+
+def run_vision(args, state, out: Path) -> int:
+    """Notebook 01's comparison (teacher, KD student, supervised student, random init) per seed."""
+    from .data.digits import load_digits_splits
+    from .losses import Data2VecLossConfig
+    from .models.vision import TinyVisionSizes
+    from .training.feature_kd import TrainConfig as FeatureTrainConfig
+    from .training.vision_kd_experiment import run_seed
+
+    if state.num_processes > 1:
+        raise SystemExit("the 'vision' experiment runs in one process (its feature-KD loop is not sharded); "
+                         "run it with python -m mmkd_core.run vision, not under accelerate launch / torchrun")
+    fields = {k: yaml.safe_load(v) for k, _, v in (item.partition("=") for item in args.set)}
+    epochs = {k: fields.pop(k, d) for k, d in (("teacher_epochs", 20), ("student_epochs", 30))}
+    sizes = TinyVisionSizes(**fields)
+    data = load_digits_splits(image_size=sizes.image_size)
+    rows = []
+    for seed in args.seeds:
+        result = run_seed(seed, data, sizes, FeatureTrainConfig(epochs=epochs["teacher_epochs"], lr=3e-3),
+                          FeatureTrainConfig(epochs=epochs["student_epochs"], lr=2e-3), Data2VecLossConfig())
+        rows += result.rows
+    out.mkdir(parents=True, exist_ok=True)
+    frame = pd.DataFrame(rows)
+    frame.to_csv(out / "runs.csv", index=False)
+    print(frame.to_string(index=False))
     return 0
 
 

@@ -106,3 +106,13 @@ def test_collect_runs_keeps_one_copy_of_identical_runs(tmp_path):
     assert len(collected) == len(runs)
     with pytest.raises(FileNotFoundError, match="run notebooks"):
         summary.collect_runs(tmp_path / "empty")
+
+
+def test_vision_script_runs_one_tiny_seed(tmp_path):
+    from mmkd_core import run
+
+    code = run.main(["vision", "--set", "width=16", "num_heads=2", "teacher_depth=1", "student_depth=1",
+                     "teacher_epochs=1", "student_epochs=1", "--seeds", "0", "--out", str(tmp_path)])
+    assert code == 0
+    runs = pd.read_csv(tmp_path / "runs.csv")
+    assert len(runs) >= 3 and runs["seed"].eq(0).all()

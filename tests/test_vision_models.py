@@ -5,6 +5,7 @@ Real-scale builders are exercised with tiny random configs of the same classes, 
 """
 import pytest
 import timm
+from safetensors.torch import save_file
 import torch
 
 from mmkd_core.models import vision
@@ -82,11 +83,11 @@ def test_missing_student_checkpoint_says_what_and_how():
 def test_teacher_from_local_file_and_missing_hub_weights(tmp_path, monkeypatch):
     tiny = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2)
     source = timm.create_model("beitv2_base_patch16_224", pretrained=False, num_classes=0, **tiny)
-    torch.save(source.state_dict(), tmp_path / "teacher.pth")
-    teacher = build_beit_teacher("beitv2_base_patch16_224", checkpoint_file=tmp_path / "teacher.pth", **tiny)
+    save_file(source.state_dict(), tmp_path / "teacher.safetensors")  # weights as safetensors, never pickles
+    teacher = build_beit_teacher("beitv2_base_patch16_224", checkpoint_file=tmp_path / "teacher.safetensors", **tiny)
     torch.testing.assert_close(teacher.state_dict(), source.state_dict())
     with pytest.raises(CheckpointUnavailableError, match="does not exist"):
-        build_beit_teacher(checkpoint_file=tmp_path / "missing.pth", **tiny)
+        build_beit_teacher(checkpoint_file=tmp_path / "missing.safetensors", **tiny)
 
     def unreachable(*args, **kwargs):  # what timm raises offline, without its minute of retries
         raise OSError("We couldn't connect to 'https://huggingface.co'")

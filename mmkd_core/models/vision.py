@@ -25,27 +25,12 @@ from timm.models.beit import Beit
 from torch import Tensor, nn
 from transformers import Data2VecVisionConfig, Data2VecVisionModel
 
+from ..hub import CheckpointUnavailableError, call_or_explain, from_pretrained_or_explain, timm_create_or_explain
+
 # timm ships BEiT v2 only fine-tuned (no self-supervised-only weights); in1k_ft_in1k is the closest to
 # the draft's "self-supervised pretrained on ImageNet-1K" (pretraining and fine-tuning on ImageNet-1K).
 TEACHER_MODEL_NAME = "beitv2_base_patch16_224.in1k_ft_in1k"
 STUDENT_CHECKPOINT = "facebook/data2vec-vision-base"
-
-
-class CheckpointUnavailableError(OSError):
-    """A pretrained checkpoint could not be loaded (usually: no network and not in the local cache)."""
-
-
-def _unavailable(checkpoint: str, hub_repo: str, err: Exception) -> CheckpointUnavailableError:
-    cache = os.environ.get("HF_HOME", "~/.cache/huggingface")
-    return CheckpointUnavailableError(
-        f"could not load the pretrained checkpoint '{checkpoint}' (hub repo '{hub_repo}'): "
-        f"{type(err).__name__}: {err}\n"
-        "The Hugging Face Hub is unreachable here or the files are not in the cache "
-        f"(HF_HOME={cache}). Fetch them once on a machine with network access, e.g.\n"
-        f"  HF_HOME=/path/to/cache python -c \"from huggingface_hub import snapshot_download; snapshot_download('{hub_repo}')\"\n"
-        "then copy the cache here and run with HF_HOME=/path/to/cache HF_HUB_OFFLINE=1. "
-        "The embedded (tiny) builders need no download."
-    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -70,15 +55,7 @@ def build_beit_teacher(model_name: str = TEACHER_MODEL_NAME, *, pretrained: bool
         if not os.path.isfile(checkpoint_file):
             raise CheckpointUnavailableError(f"teacher checkpoint file '{checkpoint_file}' does not exist")
         kwargs["pretrained_cfg_overlay"] = dict(file=os.fspath(checkpoint_file))
-    try:
-        model = timm.create_model(model_name, **kwargs)
-    except CheckpointUnavailableError:
-        raise
-    except Exception as err:  # hub errors come as OSError, httpx/requests errors or RuntimeError
-        if not pretrained:
-            raise
-        hub_repo = getattr(timm.models.get_pretrained_cfg(model_name), "hf_hub_id", None) or model_name
-        raise _unavailable(os.fspath(checkpoint_file) if checkpoint_file else model_name, hub_repo, err) from err
+    model = timm_create_or_explain(model_name, **kwargs)
     if not isinstance(model, Beit):
         raise ValueError(f"{model_name!r} is not a timm BEiT model (got {type(model).__name__})")
     return model
@@ -136,19 +113,15 @@ def build_data2vec_vision_student(num_layers: int, checkpoint: str | os.PathLike
         CheckpointUnavailableError: the checkpoint is neither reachable nor cached, with how to fetch it.
     """
     checkpoint = os.fspath(checkpoint)
-    try:
-        config = Data2VecVisionConfig.from_pretrained(checkpoint, local_files_only=local_files_only)
-    except Exception as err:
-        raise _unavailable(checkpoint, checkpoint, err) from err
+    config = call_or_explain(
+        lambda: Data2VecVisionConfig.from_pretrained(checkpoint, local_files_only=local_files_only),
+        checkpoint, "checkpoint (Data2VecVisionConfig)",
+        f"from huggingface_hub import snapshot_download; snapshot_download('{checkpoint}')")
     if isinstance(num_layers, bool) or not isinstance(num_layers, int) or not 1 <= num_layers <= config.num_hidden_layers:
         raise ValueError(f"num_layers must be an int in 1..{config.num_hidden_layers} (the checkpoint's depth); got {num_layers!r}")
     config.num_hidden_layers = num_layers
-    try:
-        return Data2VecVisionModel.from_pretrained(
-            checkpoint, config=config, use_safetensors=True, local_files_only=local_files_only, add_pooling_layer=True,
-        )
-    except Exception as err:
-        raise _unavailable(checkpoint, checkpoint, err) from err
+    return from_pretrained_or_explain(Data2VecVisionModel, checkpoint, config=config,
+                                      local_files_only=local_files_only, add_pooling_layer=True)
 
 
 def truncate_data2vec_vision(model: Data2VecVisionModel, num_layers: int) -> Data2VecVisionModel:

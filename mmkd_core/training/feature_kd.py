@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from ..losses.data2vec import Data2VecDistillationLoss, Data2VecLossConfig
 from ..models.vision import hidden_states, model_width, pooled_features
+from .trainer import make_accelerator  # one device policy for every loop: CUDA + bf16 autocast, else CPU
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,12 +67,6 @@ class TrainHistory:
     @property
     def losses(self) -> list[float]:
         return [record["loss"] for record in self.records]
-
-
-def make_accelerator() -> Accelerator:
-    """CUDA with bf16 autocast when a GPU is present, otherwise CPU in float32."""
-    cuda = torch.cuda.is_available()
-    return Accelerator(cpu=not cuda, mixed_precision="bf16" if cuda else "no")
 
 
 def seed_everything(seed: int) -> None:
