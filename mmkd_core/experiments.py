@@ -68,6 +68,10 @@ class ExperimentConfig:
     # initialise students DistilBERT-style from some of the trained teacher's layers (e.g. [0, 11]).
     teacher_pretrained: str | None = None
     student_init_layers: list | None = None
+    # The teacher may train on more data than the students (as a pretrained teacher has seen more than
+    # the task's training set): with the shapes benchmark, the first n_train rows of a teacher_train_size
+    # split are exactly the students' training rows (same seed, same stream). None: the students' split.
+    teacher_train_size: int | None = None
 
     def key(self) -> str:
         """Hash of the fields that define the teacher (data, sizes, teacher training)."""
@@ -132,11 +136,25 @@ def get_teacher(config: ExperimentConfig, data: ExperimentData, retrain: bool = 
     train_config = TrainConfig(epochs=config.teacher_epochs, batch_size=config.batch_size, lr=config.teacher_lr,
                                seed=config.teacher_seed, checkpoint_rule=config.checkpoint_rule,
                                progress=progress)
-    result = train(teacher, make_method(config.teacher_method), data.train, data.validation, train_config, run_dir=folder,
-                   description="teacher")
+    result = train(teacher, make_method(config.teacher_method), teacher_train_data(config, data), data.validation,
+                   train_config, run_dir=folder, description="teacher")
     PartialState().wait_for_everyone()  # under accelerate launch, only the main process writes the folder
     info = json.loads((folder / "run.json").read_text())
     return result.model, info
+
+
+def teacher_train_data(config: ExperimentConfig, data: ExperimentData):
+    """The teacher's training set: the students' one, or a larger shapes split (see ``teacher_train_size``)."""
+    if not config.teacher_train_size:
+        return data.train
+    if config.dataset != "shapes":
+        raise ValueError("teacher_train_size is for the generated shapes benchmark; with a real dataset, "
+                         "train the teacher on its own data (or start it from teacher_pretrained)")
+    options = {**config.dataset_options, "n_train": config.teacher_train_size}
+    with PartialState().main_process_first():
+        rows = load("shapes", "train", root=config.data_root, **options)
+    return EncodedDataset(rows, ImageTextProcessor(data.tokenizer, image_size=config.image_size,
+                                                   max_length=config.max_text_length))
 
 
 def get_teacher_cache(teacher, data: ExperimentData, config: ExperimentConfig) -> TeacherCache:

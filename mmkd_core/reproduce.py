@@ -64,6 +64,36 @@ def write_index(reports: Path, notebooks: list[str], timings: dict[str, float]) 
     return path
 
 
+README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def update_readme(readme: Path, reports: Path) -> bool:
+    """Copy the headline table (notebook 05) and figure into the README between the result markers.
+
+    The README then shows results without anyone running anything, and its numbers still come from
+    the papermill run, never typed in. Returns False when there is nothing to copy or no markers.
+    """
+    table = reports / "tables" / "05_all_methods.md"
+    claims = reports / "tables" / "05_claims.md"
+    if not table.exists() or not readme.exists():
+        return False
+    text = readme.read_text()
+    if README_START not in text or README_END not in text:
+        return False
+    rel = reports.relative_to(readme.parent) if reports.is_relative_to(readme.parent) else reports
+    block = [README_START, "", "All methods on the embedded benchmark, test/validation accuracy (%) as mean ± 95% CI over",
+             "seeds, best-validation checkpoints (from `make reproduce`, notebook 05):", "", table.read_text().strip(), ""]
+    if claims.exists():
+        block += ["The papers' claims checked against these runs:", "", claims.read_text().strip(), ""]
+    figure = reports / "figures" / "05_accuracy_vs_cost.png"
+    if figure.exists():
+        block += [f"![accuracy vs cost]({rel}/figures/{figure.name})", ""]
+    block.append(README_END)
+    start, end = text.index(README_START), text.index(README_END) + len(README_END)
+    readme.write_text(text[:start] + "\n".join(block) + text[end:])
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     import papermill
 
@@ -105,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         timings_path.write_text("notebook,seconds\n" + "".join(f"{k},{v:.1f}\n" for k, v in sorted(timings.items())))
     all_notebooks = [e["path"] for e in load_plan(Path(args.config))]
     index = write_index(reports, all_notebooks, dict(sorted(timings.items())))
+    if update_readme(REPO / "README.md", reports):
+        print("README results section updated from reports/tables/05_all_methods.md")
     print(f"reports indexed in {index}; total {sum(timings.values()):.0f} s")
     return 0
 

@@ -116,3 +116,15 @@ def test_vision_script_runs_one_tiny_seed(tmp_path):
     assert code == 0
     runs = pd.read_csv(tmp_path / "runs.csv")
     assert len(runs) >= 3 and runs["seed"].eq(0).all()
+
+
+def test_readme_results_block_is_copied_from_reports(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n{reproduce.README_START}\nold\n{reproduce.README_END}\ntail\n")
+    reports = tmp_path / "reports"
+    (reports / "tables").mkdir(parents=True)
+    assert reproduce.update_readme(readme, reports) is False  # nothing to copy yet
+    (reports / "tables" / "05_all_methods.md").write_text("| method | ve test |\n|---|---|\n| KD | 61.2 ± 0.4 |\n")
+    assert reproduce.update_readme(readme, reports) is True
+    text = readme.read_text()
+    assert "| KD | 61.2 ± 0.4 |" in text and "old" not in text and text.endswith("tail\n")

@@ -6,10 +6,10 @@ placed in a 2×2 grid; a statement is a short English sentence about the scene.
 
 Tasks (``task=``)
 -----------------
-``"ve"``    3-way visual entailment (SNLI-VE style): *entailment* if the statement is true of the
-            scene, *contradiction* if it is false, *neutral* if it talks about an object that is not
-            in the scene (its truth cannot be decided from the image).
-``"nlvr"``  2-way true / false (NLVR style): only decidable statements.
+``"ve"``    3-way visual entailment (SNLI-VE style) on position and relation statements: *entailment*
+            if the statement is true of the scene, *contradiction* if it is false, *neutral* if it
+            talks about an object that is not in the scene (its truth cannot be decided).
+``"nlvr"``  2-way true / false (NLVR style): existence, count, position and relation statements.
 ``"memes"`` binary "hateful-memes-like": the text says "i love/hate <colour> things". The label is
             *hateful* when the attitude and the image disagree in a specific way
             (``negative XOR colour absent``), so neither modality alone predicts it.
@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 
 COLORS: dict[str, tuple[int, int, int]] = {
     "red": (215, 48, 39),
@@ -196,15 +196,17 @@ def statement_exists(objects, rng, want_true: bool):
 
 
 def statement_count(objects, rng, want_true: bool):
-    shape = SHAPES[int(rng.integers(len(SHAPES)))]
-    true_count = sum(o.shape == shape for o in objects)
-    if want_true:
-        count = true_count
-    else:
-        count = int(rng.choice([n for n in range(1, GRID * GRID + 1) if n != true_count]))
+    """'there are <n> <shape>s' with n drawn uniformly from 0-2 *before* the truth is decided, so the
+    number word says nothing about the label (drawing false counts from another range than true ones
+    let a text-only model read the label off the number)."""
+    count = int(rng.integers(3))
+    candidates = [s for s in SHAPES if (sum(o.shape == s for o in objects) == count) == want_true]
+    if not candidates:
+        return None
+    shape = candidates[int(rng.integers(len(candidates)))]
     noun = shape if count == 1 else PLURAL[shape]
     verb = "is" if count == 1 else "are"
-    return f"there {verb} {NUMBER_WORDS[count]} {noun}", count == true_count
+    return f"there {verb} {NUMBER_WORDS[count]} {noun}", want_true
 
 
 def statement_position(objects, rng, want_true: bool | None):
@@ -253,8 +255,11 @@ def make_statement(task: str, label: int, objects, rng) -> tuple[str, str] | Non
         text, _ = fn(objects, rng, None)
         return text, fn.__name__.removeprefix("statement_")
     want_true = (label == 0) if task == "ve" else (label == 1)
+    # In "ve" every label uses the same statement types (position, relation): if entailment and
+    # contradiction could also be existence or count statements, the type alone would rule out neutral.
+    kinds = UNDECIDABLE if task == "ve" else DECIDABLE
     for _ in range(8):
-        fn = DECIDABLE[int(rng.integers(len(DECIDABLE)))]
+        fn = kinds[int(rng.integers(len(kinds)))]
         out = fn(objects, rng, want_true)
         if out is not None and out[1] == want_true:
             return out[0], fn.__name__.removeprefix("statement_")
