@@ -23,7 +23,8 @@ from .data import load
 from .data.encoding import EncodedDataset, ImageTextProcessor
 from .data.tokenizer import build_shapes_tokenizer
 from .experiments import inference_throughput
-from .models.multimodal import build_multimodal_model, count_parameters
+from .evaluation.probes import count_parameters
+from .models.multimodal import build_multimodal_model
 from .reporting import save_table
 from .training.cache import TeacherCache
 from .training.methods import make_method

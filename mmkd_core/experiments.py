@@ -28,7 +28,8 @@ from .data import default_data_dir, load
 from .data.encoding import EncodedDataset, ImageTextProcessor, LazyDataset
 from .data.tokenizer import build_shapes_tokenizer
 from .evaluation.stats import format_mean_ci, mean_ci
-from .models.multimodal import MultimodalClassifier, build_multimodal_model, count_parameters
+from .evaluation.probes import count_parameters
+from .models.multimodal import MultimodalClassifier, build_multimodal_model
 from .training.cache import TeacherCache
 from .training.methods import make_method
 from .training.trainer import TrainConfig, classification_metrics, predict, train
@@ -247,8 +248,7 @@ def metric_columns(rows: list[dict]) -> list[str]:
 
 def summarize(rows: list[dict], metrics: Iterable[str] | None = None) -> pd.DataFrame:
     """One line per method: ``metric`` as 'mean ± 95% CI' (percent) and the raw mean/half-width."""
-    frame = pd.DataFrame([{k: v for k, v in r.items() if not isinstance(v, (pd.DataFrame, dict, torch.nn.Module))}
-                          for r in rows])
+    frame = rows_frame(rows)
     metrics = list(metrics) if metrics is not None else metric_columns(rows)
     lines = []
     for method, group in frame.groupby("method", sort=False):
@@ -275,11 +275,6 @@ def rows_frame(rows: list[dict]) -> pd.DataFrame:
     return pd.DataFrame([{k: v for k, v in r.items() if not isinstance(v, (pd.DataFrame, dict, torch.nn.Module))}
                          for r in rows])
 
-
-def timed(fn, *args, **kwargs):
-    start = time.perf_counter()
-    out = fn(*args, **kwargs)
-    return out, time.perf_counter() - start
 
 
 @torch.no_grad()

@@ -22,7 +22,6 @@ can be checked for agreement (``rank <r> weights <sha1>``).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -34,6 +33,7 @@ from accelerate import PartialState
 
 from .experiments import (ExperimentConfig, get_teacher, get_teacher_cache, prepare_data, rows_frame, run_student,
                           split_metrics)
+from .training.cache import weights_fingerprint
 
 EXPERIMENTS = ("teacher", "student", "vision")
 
@@ -52,14 +52,6 @@ def load_config(path: str | None, overrides: list[str]) -> ExperimentConfig:
     if unknown:
         raise ValueError(f"unknown config fields {sorted(unknown)}; accepted: {sorted(known)}")
     return ExperimentConfig(**fields)
-
-
-def weights_checksum(model) -> str:
-    digest = hashlib.sha1()
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().float().numpy().tobytes())
-    return digest.hexdigest()[:16]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     teacher, info = get_teacher(config, data, progress=state.is_main_process)
     if args.experiment == "teacher":
         metrics = split_metrics(teacher, data)
-        print(f"rank {state.process_index} weights {weights_checksum(teacher)}")
+        print(f"rank {state.process_index} weights {weights_fingerprint(teacher)}")
         if state.is_main_process:
             out.mkdir(parents=True, exist_ok=True)
             (out / "teacher.json").write_text(json.dumps({**metrics, **info}, indent=2, default=str))
@@ -95,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         row = run_student(args.method, seed, config, data, cache, json.loads(args.method_kwargs),
                           run_dir=out / f"seed{seed}" if state.is_main_process else None,
                           progress=state.is_main_process, keep_model=True)
-        print(f"rank {state.process_index} seed {seed} weights {weights_checksum(row.pop('model'))}", flush=True)
+        print(f"rank {state.process_index} seed {seed} weights {weights_fingerprint(row.pop('model'))}", flush=True)
         rows.append(row)
     if state.is_main_process:
         frame = rows_frame(rows)

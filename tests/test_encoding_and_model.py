@@ -5,8 +5,8 @@ from transformers import AutoTokenizer
 from mmkd_core.data import load
 from mmkd_core.data.encoding import EncodedDataset, ImageTextProcessor, LazyDataset
 from mmkd_core.data.shapes import vocabulary
-from mmkd_core.models.multimodal import (MultimodalClassifier, build_multimodal_model, count_parameters,
-                                         student_from_teacher)
+from mmkd_core.evaluation.probes import count_parameters
+from mmkd_core.models.multimodal import MultimodalClassifier, build_multimodal_model, student_from_teacher
 
 
 def test_tokenizer_round_trip_and_reload(tokenizer, tmp_path):

@@ -255,9 +255,3 @@ def student_from_teacher(teacher: MultimodalClassifier, layers: Iterable[int]) -
     student.load_state_dict(renamed)
     return student
 
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-VIEW_NAMES = VIEWS

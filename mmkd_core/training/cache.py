@@ -19,13 +19,14 @@ from safetensors.torch import load_file, save_file
 from ..views import VIEWS
 
 
-def teacher_fingerprint(model: torch.nn.Module) -> str:
-    """SHA-1 over the teacher's parameter names and values (changes with any weight)."""
+def weights_fingerprint(model: torch.nn.Module) -> str:
+    """SHA-1 over a model's parameter names and values (changes with any weight)."""
     digest = hashlib.sha1()
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().float().numpy().tobytes())
     return digest.hexdigest()[:16]
+
 
 
 class TeacherCache:
@@ -75,7 +76,7 @@ class TeacherCache:
         from .trainer import predict  # local import: trainer imports this module
 
         views = tuple(views)
-        teacher_key = teacher_fingerprint(teacher)
+        teacher_key = weights_fingerprint(teacher)
         data_key = str(getattr(dataset, "fingerprint", len(dataset)))
         if getattr(dataset, "augments", False):
             raise ValueError("dataset changes its inputs per epoch (augments=True); a fixed teacher cache "

@@ -28,7 +28,7 @@ from sklearn.metrics import roc_auc_score
 from tqdm.auto import tqdm
 
 from ..views import VIEWS
-from .cache import TeacherCache, teacher_fingerprint
+from .cache import TeacherCache, weights_fingerprint
 
 CHECKPOINT_RULES = ("best-val", "last")
 
@@ -179,7 +179,7 @@ def train(model: torch.nn.Module, method, train_data, val_data=None, config: Tra
                                  "stale; pass teacher= for live teacher outputs or rebuild the cache per epoch")
             teacher_cache.check(data_key=str(getattr(train_data, "fingerprint", len(train_data))))
             if teacher is not None:
-                teacher_cache.check(teacher_key=teacher_fingerprint(teacher))
+                teacher_cache.check(teacher_key=weights_fingerprint(teacher))
                 teacher = None  # the cache answers; no need to run the teacher
     if teacher_cache is not None and getattr(teacher_cache.logits.get("joint"), "shape", (0, 0))[1] != model.num_labels:
         raise ValueError(f"teacher predicts {teacher_cache.logits['joint'].shape[1]} classes, the student "
