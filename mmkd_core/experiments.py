@@ -55,6 +55,7 @@ class ExperimentConfig:
     teacher_epochs: int = 12
     student_epochs: int = 6
     batch_size: int = 128
+    student_batch_size: int | None = None  # None: batch_size. Students see few samples: smaller batches, more steps
     teacher_lr: float = 2e-3
     student_lr: float = 2e-3
     teacher_seed: int = 1234
@@ -77,7 +78,7 @@ class ExperimentConfig:
     def key(self) -> str:
         """Hash of the fields that define the teacher (data, sizes, teacher training)."""
         fields = dataclasses.asdict(self)
-        for name in ("student_preset", "student_overrides", "student_epochs", "student_lr"):
+        for name in ("student_preset", "student_overrides", "student_epochs", "student_lr", "student_batch_size"):
             fields.pop(name)
         return hashlib.sha1(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
@@ -189,7 +190,8 @@ def run_student(method_name: str, seed: int, config: ExperimentConfig, data: Exp
         student = student_from_teacher(teacher, config.student_init_layers)
     else:
         student = _build(config, data, config.student_preset, config.student_overrides, seed)
-    train_config = TrainConfig(epochs=config.student_epochs, batch_size=config.batch_size, lr=config.student_lr,
+    train_config = TrainConfig(epochs=config.student_epochs, batch_size=config.student_batch_size or config.batch_size,
+                               lr=config.student_lr,
                                seed=seed, checkpoint_rule=config.checkpoint_rule, progress=progress)
     result = train(student, method, data.train, data.validation, train_config,
                    teacher_cache=teacher_cache if method.needs_teacher else None,

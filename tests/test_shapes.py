@@ -100,12 +100,36 @@ def test_image_cue_knob_sets_background_tint():
         assert int(np.argmax(corner)) == int(np.argmax(shapes.TINTS[label])) or corner.max() > 60
 
 
-def test_memes_label_needs_both_modalities():
-    cols = generate_split(ShapesConfig(task="memes", n_train=400, text_cue=0.0, image_cue=0.0), "train")
-    negative = np.array(["hate" in t or "despise" in t for t in cols["text"]])
-    labels = np.array(cols["label"])
-    # attitude alone is uninformative: the hateful rate is about the same for both attitudes
-    assert abs(labels[negative].mean() - labels[~negative].mean()) < 0.15
+def test_memes_label_is_hate_for_a_shown_colour_and_text_alone_reaches_60_percent():
+    cols = generate_split(ShapesConfig(task="memes", n_train=2000, text_cue=0.0, image_cue=0.0), "train")
+    texts, labels = cols["text"], np.array(cols["label"])
+    negative = np.array(["hate" in t or "despise" in t for t in texts])
+    shown = np.array([statement.split()[-2] in {o for o in _colours_in(image)}
+                      for statement, image in zip(cols["statement"], cols["image"])])
+    np.testing.assert_array_equal(labels, negative & shown)  # the rule itself, read back from the pixels
+    # the best text-only rule (negative → hateful) reaches (1 + 0.2) / 2 = 60%, not more
+    text_only = np.mean(negative == labels)
+    assert abs(text_only - (1 + (1 - shapes.MEME_BENIGN_NEGATIVE)) / 2) < 0.04
+    assert abs(labels.mean() - 0.5) < 0.05
+
+
+def _colours_in(image) -> set[str]:
+    """Colour names whose exact RGB value appears in the image (objects are drawn in flat colours)."""
+    pixels = {tuple(p) for p in np.asarray(image).reshape(-1, 3)}
+    return {name for name, rgb in shapes.COLORS.items() if tuple(rgb) in pixels}
+
+
+def test_colours_are_unique_within_a_scene_and_neutral_uses_an_absent_colour():
+    cols = generate_split(ShapesConfig(task="ve", n_train=600, text_cue=0.0, image_cue=0.0), "train")
+    for statement, image, label in zip(cols["statement"], cols["image"], cols["true_label"]):
+        words = statement.split()
+        mentioned = [w for w in words if w in shapes.COLORS]
+        assert len(set(mentioned)) == len(mentioned)  # a repeated colour would give "neutral" away
+        shown = _colours_in(image)
+        if label == 1:
+            assert any(c not in shown for c in mentioned)
+        else:
+            assert all(c in shown for c in mentioned)
 
 
 @pytest.mark.parametrize("bad,match", [
@@ -122,3 +146,15 @@ def test_bad_input_gives_clear_errors(bad, match, tmp_path):
     args = {"name": "shapes", "split": "train", **bad}
     with pytest.raises(ValueError, match=match):
         load(args.pop("name"), args.pop("split"), root=tmp_path, **args)
+
+
+@pytest.mark.parametrize("task", ["ve", "nlvr"])
+def test_statement_type_says_nothing_about_the_label(task):
+    """The type is drawn before the scene: per label, every type is about equally frequent (redrawing the type
+    until the scene fits made, e.g., entailments mostly position and contradictions mostly relation statements)."""
+    cols = generate_split(ShapesConfig(task=task, n_train=3000, text_cue=0.0, image_cue=0.0), "train")
+    labels, types = np.array(cols["true_label"]), np.array(cols["statement_type"])
+    kinds = sorted(set(types))
+    for label in set(labels):
+        shares = [np.mean(types[labels == label] == kind) for kind in kinds]
+        assert max(abs(s - 1 / len(kinds)) for s in shares) < 0.05, (label, dict(zip(kinds, shares)))

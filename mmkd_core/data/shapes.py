@@ -1,18 +1,24 @@
 """The embedded *shapes* benchmark: procedurally generated scenes with statements about them.
 
 Every notebook runs on this by default, so it must need no download, generate quickly and be
-fully determined by its parameters. A scene is a small RGB image with up to four coloured shapes
-placed in a 2×2 grid; a statement is a short English sentence about the scene.
+fully determined by its parameters. A scene is a small RGB image with one to three shapes placed in a
+2×2 grid, each shape of its own colour (so "the red circle" names one object, as a region label would);
+a statement is a short English sentence about the scene.
 
 Tasks (``task=``)
 -----------------
 ``"ve"``    3-way visual entailment (SNLI-VE style) on position and relation statements: *entailment*
             if the statement is true of the scene, *contradiction* if it is false, *neutral* if it
-            talks about an object that is not in the scene (its truth cannot be decided).
+            talks about an object that is not in the scene (a colour the scene does not have: its
+            truth cannot be decided).
 ``"nlvr"``  2-way true / false (NLVR style): existence, count, position and relation statements.
 ``"memes"`` binary "hateful-memes-like": the text says "i love/hate <colour> things". The label is
-            *hateful* when the attitude and the image disagree in a specific way
-            (``negative XOR colour absent``), so neither modality alone predicts it.
+            *hateful* when the text hates a colour the image shows. Most not-hateful memes are
+            "benign confounders" that hate a colour the image does not show, so the text alone
+            reaches about 60% (as text-only models do on Hateful Memes), the image alone about
+            chance, and only both together the label. (Generator v3 used ``negative XOR colour
+            absent``: no modality carries any marginal signal, and no model at the CPU budget
+            learnt more than the cues.)
 
 Modality-reliance knobs
 -----------------------
@@ -42,7 +48,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 
 COLORS: dict[str, tuple[int, int, int]] = {
     "red": (215, 48, 39),
@@ -70,6 +76,10 @@ TEXT_CUES: dict[str, tuple[str, ...]] = {
 TINTS: tuple[tuple[int, int, int], ...] = ((28, 0, 0), (0, 0, 28), (0, 28, 0))
 BACKGROUND = 118
 MEME_PHRASES = {"positive": ("i love", "we adore"), "negative": ("i hate", "we despise")}
+# Share of not-hateful memes that are hateful-sounding (hate for a colour the image does not show): the
+# text alone then reaches (1 + (1 - MEME_BENIGN_NEGATIVE)) / 2 = 60% without any cue, as text-only models
+# do on Hateful Memes, and the rest of the label needs the image.
+MEME_BENIGN_NEGATIVE = 0.8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,14 +139,13 @@ class SceneObject:
 # Scenes
 # ----------------------------------------------------------------------------------------------
 def sample_scene(rng: np.random.Generator) -> list[SceneObject]:
-    """1–4 objects in distinct cells, no two with the same (colour, shape) so names are unique."""
-    n_objects = int(rng.integers(1, GRID * GRID + 1))
+    """1–3 objects in distinct cells, each of its own colour."""
+    n_objects = int(rng.integers(1, GRID * GRID))
     cells = rng.permutation(GRID * GRID)[:n_objects]
-    kinds = [(c, s) for c in COLORS for s in SHAPES]
-    chosen = rng.choice(len(kinds), size=n_objects, replace=False)
+    colors = rng.permutation(len(COLORS))[:n_objects]
     return [
-        SceneObject(kinds[k][0], kinds[k][1], int(cell) // GRID, int(cell) % GRID)
-        for k, cell in zip(chosen, cells)
+        SceneObject(list(COLORS)[int(c)], SHAPES[int(rng.integers(len(SHAPES)))], int(cell) // GRID, int(cell) % GRID)
+        for c, cell in zip(colors, cells)
     ]
 
 
@@ -179,14 +188,19 @@ def _find(objects: list[SceneObject], color: str, shape: str) -> SceneObject | N
     return next((o for o in objects if o.color == color and o.shape == shape), None)
 
 
-def _pick_referent(objects, rng, present: bool) -> tuple[str, str]:
-    """A (colour, shape) that is in the scene (present=True) or not."""
+def _pick_referent(objects, rng, present: bool, avoid: str | None = None) -> tuple[str, str]:
+    """A (colour, shape) that is in the scene (present=True) or whose colour is absent from it.
+
+    Colours are unique within a scene, so the colour alone names an object (as a region label would);
+    an absent referent is an absent colour. ``avoid``: a colour the referent must not have.
+    """
     if present:
-        obj = objects[int(rng.integers(len(objects)))]
+        candidates = [o for o in objects if o.color != avoid]
+        obj = candidates[int(rng.integers(len(candidates)))]
         return obj.color, obj.shape
     while True:
         color, shape = _random_kind(rng)
-        if _find(objects, color, shape) is None:
+        if color != avoid and all(o.color != color for o in objects):
             return color, shape
 
 
@@ -224,8 +238,11 @@ def statement_position(objects, rng, want_true: bool | None):
 def statement_relation(objects, rng, want_true: bool | None):
     relation = ("left of", "right of", "above", "below")[int(rng.integers(4))]
     if want_true is None:  # at least one referent absent
-        first = _pick_referent(objects, rng, present=bool(rng.integers(2)))
-        second = _pick_referent(objects, rng, present=False)
+        first = _pick_referent(objects, rng, present=False)
+        # two different colours, as in the decidable statements (a repeated colour would mark "neutral");
+        # the other referent is absent too only when a second absent colour exists
+        other_absent = bool(rng.integers(2)) and len(objects) <= len(COLORS) - 2
+        second = _pick_referent(objects, rng, present=not other_absent, avoid=first[0])
         if rng.integers(2):
             first, second = second, first
         return f"the {first[0]} {first[1]} is {relation} the {second[0]} {second[1]}", None
@@ -242,28 +259,43 @@ DECIDABLE = (statement_exists, statement_count, statement_position, statement_re
 UNDECIDABLE = (statement_position, statement_relation)
 
 
-def make_statement(task: str, label: int, objects, rng) -> tuple[str, str] | None:
-    """Text and statement type for the requested label, or None if this scene cannot give it."""
+def statement_kinds(task: str) -> tuple:
+    """The statement generators a task draws from (one is drawn per sample, before its scene)."""
+    # In "ve" every label uses the same statement types (position, relation): if entailment and
+    # contradiction could also be existence or count statements, the type alone would rule out neutral.
+    return {"ve": UNDECIDABLE, "nlvr": DECIDABLE}.get(task, ())
+
+
+def make_statement(task: str, label: int, objects, rng, kind: int | None = None) -> tuple[str, str] | None:
+    """Text and statement type for the requested label, or None if this scene cannot give it.
+
+    ``kind`` indexes :func:`statement_kinds` (None: draw one). The caller keeps the kind and draws a new
+    scene when this one cannot give the label: drawing a new kind instead would favour, per label, the
+    kinds that are easy to make true (or false), and the statement type alone would then tell the label
+    (earlier versions did that: a text-only transformer reached 41% on the 3-way task without any cue).
+    """
     if task == "memes":
-        color = list(COLORS)[int(rng.integers(len(COLORS)))]
-        present = any(o.color == color for o in objects)
-        negative = bool(label) != (not present)  # hateful = negative XOR colour absent
+        # hateful: hate for a colour the image shows. Not hateful: hate for an absent colour (the
+        # "benign confounder", most of them) or love for any colour.
+        if label == 1:
+            negative, present = True, True
+        else:
+            negative = bool(rng.random() < MEME_BENIGN_NEGATIVE)
+            present = False if negative else bool(rng.integers(2))
+        colors = [c for c in COLORS if any(o.color == c for o in objects) == present]
+        color = colors[int(rng.integers(len(colors)))]
         phrases = MEME_PHRASES["negative" if negative else "positive"]
         return f"{phrases[int(rng.integers(len(phrases)))]} {color} things", "attitude"
-    if task == "ve" and label == 1:  # neutral
-        fn = UNDECIDABLE[int(rng.integers(len(UNDECIDABLE)))]
+    kinds = statement_kinds(task)
+    fn = kinds[int(rng.integers(len(kinds))) if kind is None else kind]
+    if task == "ve" and label == 1:  # neutral: the statement names a colour the scene does not have
         text, _ = fn(objects, rng, None)
         return text, fn.__name__.removeprefix("statement_")
     want_true = (label == 0) if task == "ve" else (label == 1)
-    # In "ve" every label uses the same statement types (position, relation): if entailment and
-    # contradiction could also be existence or count statements, the type alone would rule out neutral.
-    kinds = UNDECIDABLE if task == "ve" else DECIDABLE
-    for _ in range(8):
-        fn = kinds[int(rng.integers(len(kinds)))]
-        out = fn(objects, rng, want_true)
-        if out is not None and out[1] == want_true:
-            return out[0], fn.__name__.removeprefix("statement_")
-    return None
+    out = fn(objects, rng, want_true)
+    if out is None or out[1] != want_true:
+        return None
+    return out[0], fn.__name__.removeprefix("statement_")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -284,9 +316,11 @@ def generate_split(config: ShapesConfig, split: str) -> dict[str, list[Any]]:
         "text_cue_informative", "image_cue_informative", "n_objects")}
     for _ in range(config.split_size(split)):
         label = int(rng.integers(n_labels))
+        kinds = statement_kinds(config.task)
+        kind = int(rng.integers(len(kinds))) if kinds else None  # fixed before the scene: see make_statement
         while True:
             objects = sample_scene(rng)
-            made = make_statement(config.task, label, objects, rng)
+            made = make_statement(config.task, label, objects, rng, kind)
             if made is not None:
                 break
         statement, statement_type = made
