@@ -96,6 +96,7 @@ def test_claims_are_computed_from_the_runs():
     assert bool(claims.loc["KD − CE (no teacher)", "CIs overlap"]) is False
     text = " ".join(summary.claims_text(summary.claims_check(_runs())))
     assert "outside that range" in text  # +1.0 is outside the paper's +1.2 to +1.7
+    assert "something to distil" in text and "too small" not in text  # the teacher clears the CE student here
 
 
 def test_collect_runs_keeps_one_copy_of_identical_runs(tmp_path):
@@ -128,3 +129,13 @@ def test_readme_results_block_is_copied_from_reports(tmp_path):
     assert reproduce.update_readme(readme, reports) is True
     text = readme.read_text()
     assert "| KD | 61.2 ± 0.4 |" in text and "old" not in text and text.endswith("tail\n")
+
+
+def test_teacher_key_ignores_student_settings_and_sees_the_teacher_pool():
+    from mmkd_core.experiments import ExperimentConfig
+
+    base = ExperimentConfig()
+    # students' settings do not retrain (or re-key) the teacher ...
+    assert ExperimentConfig(student_batch_size=32, student_epochs=20, student_lr=1e-3).key() == base.key()
+    # ... the teacher's training data does
+    assert ExperimentConfig(teacher_train_size=6000).key() != base.key()
