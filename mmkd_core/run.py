@@ -87,7 +87,10 @@ def main(argv: list[str] | None = None) -> int:
         row = run_student(args.method, seed, config, data, cache, json.loads(args.method_kwargs),
                           run_dir=out / f"seed{seed}" if state.is_main_process else None,
                           progress=state.is_main_process, keep_model=True)
-        print(f"rank {state.process_index} seed {seed} weights {weights_fingerprint(row.pop('model'))}", flush=True)
+        line = f"rank {state.process_index} seed {seed} weights {weights_fingerprint(row.pop('model'))}\n"
+        sys.stdout.flush()  # empty the buffer first, so the line goes out in one write and no rank's line splits another's
+        sys.stdout.write(line)
+        sys.stdout.flush()
         rows.append(row)
     if state.is_main_process:
         frame = rows_frame(rows)

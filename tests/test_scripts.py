@@ -26,7 +26,7 @@ def test_two_processes_train_the_same_student(tmp_path):
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     checksums = dict(re.findall(r"rank (\d) seed 0 weights (\w+)", done.stdout))
-    assert set(checksums) == {"0", "1"} and checksums["0"] == checksums["1"]
+    assert set(checksums) == {"0", "1"} and checksums["0"] == checksums["1"], done.stdout[-3000:]
     runs = pd.read_csv(tmp_path / "out" / "runs.csv")
     assert list(runs["method"]) == ["kd"] and 0.0 <= runs["test/accuracy"].item() <= 1.0
     assert (tmp_path / "out" / "seed0" / "checkpoint" / "model.safetensors").exists()
