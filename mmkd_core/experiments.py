@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import time
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -28,7 +27,7 @@ from .data import default_data_dir, load
 from .data.encoding import EncodedDataset, ImageTextProcessor, LazyDataset
 from .data.tokenizer import build_shapes_tokenizer
 from .evaluation.stats import format_mean_ci, mean_ci
-from .evaluation.probes import count_parameters
+from .evaluation.probes import count_parameters, timed_throughput
 from .models.multimodal import MultimodalClassifier, build_multimodal_model
 from .training.cache import TeacherCache
 from .training.methods import make_method
@@ -289,15 +288,11 @@ def inference_throughput(model, dataset, batch_size: int = 256, batches: int = 4
                                          collate_fn=getattr(dataset, "collate_fn", None))
     prepared = [{k: v.to(device) for k, v in batch.items() if k in ("input_ids", "attention_mask", "pixel_values")}
                 for _, batch in zip(range(batches + 1), loader)]
-    model(**prepared[0], views=views)  # warm-up
-    start, seen = time.perf_counter(), 0
-    for batch in prepared[1:] or prepared:
-        model(**batch, views=views)
-        seen += batch["input_ids"].shape[0]
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    timed = prepared[1:] or prepared
+    rate = timed_throughput(lambda batch: model(**batch, views=views), prepared[:1], timed,
+                            sum(batch["input_ids"].shape[0] for batch in timed), device)
     model.train(was_training)
-    return seen / (time.perf_counter() - start)
+    return rate
 
 
 def teacher_row(teacher, data: ExperimentData, info: dict | None = None) -> dict[str, Any]:

@@ -57,3 +57,23 @@ def test_parameters_and_throughput():
     assert rate > 0
     with pytest.raises(ValueError, match="non-empty"):
         measure_throughput(model, torch.randn(0, 3))
+
+
+def test_timed_throughput_runs_warmup_untimed_and_counts_the_given_samples():
+    from mmkd_core.evaluation.probes import timed_throughput
+
+    calls = []
+    rate = timed_throughput(calls.append, ["w1", "w2"], ["a", "b", "c"], samples=30, device=torch.device("cpu"))
+    assert calls == ["w1", "w2", "a", "b", "c"] and rate > 0
+
+
+def test_inference_throughput_times_the_model_and_restores_its_mode(tokenizer, tiny_data):
+    from mmkd_core.experiments import inference_throughput
+    from mmkd_core.models.multimodal import build_multimodal_model
+
+    model = build_multimodal_model(num_labels=3, vocab_size=len(tokenizer), preset="student", seed=0).train()
+    seen = []
+    model.register_forward_hook(lambda module, args, kwargs_out: seen.append(1))
+    rate = inference_throughput(model, tiny_data["validation"], batch_size=16, batches=2)
+    assert rate > 0 and model.training  # back in training mode
+    assert len(seen) == 3  # one warm-up batch, then two timed ones

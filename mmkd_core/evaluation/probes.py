@@ -134,12 +134,22 @@ def measure_throughput(features: FeatureFn, example_batch: Tensor, *, warmup: in
         raise ValueError(f"warmup must be >= 0 and iterations >= 1; got {warmup}, {iterations}")
     device = _device_of(features, device)
     batch = example_batch.to(device)
+    return timed_throughput(features, [batch] * warmup, [batch] * iterations, batch.shape[0] * iterations, device)
+
+
+def timed_throughput(run_batch: Callable, warmup_batches, timed_batches, samples: int,
+                     device: torch.device) -> float:
+    """``samples`` / wall time of ``run_batch`` over ``timed_batches``, after untimed ``warmup_batches``.
+
+    The one timing loop behind every throughput number (images or image–text pairs per second). CUDA work is
+    synchronised before the clock is read both times, so queued kernels are neither missed nor counted twice.
+    """
     synchronize = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    for _ in range(warmup):
-        features(batch)
+    for batch in warmup_batches:
+        run_batch(batch)
     synchronize()
     start = time.perf_counter()
-    for _ in range(iterations):
-        features(batch)
+    for batch in timed_batches:
+        run_batch(batch)
     synchronize()
-    return batch.shape[0] * iterations / (time.perf_counter() - start)
+    return samples / (time.perf_counter() - start)
