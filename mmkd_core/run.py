@@ -54,6 +54,16 @@ def load_config(path: str | None, overrides: list[str]) -> ExperimentConfig:
     return ExperimentConfig(**fields)
 
 
+def announce_weights(state, model, label: str = "") -> None:
+    """Print ``rank <r> <label>weights <sha1>`` so a multi-process run can be checked for agreement.
+
+    The buffer is emptied first, so the line goes out in one write and no rank's line splits another's.
+    """
+    sys.stdout.flush()
+    sys.stdout.write(f"rank {state.process_index} {label}weights {weights_fingerprint(model)}\n")
+    sys.stdout.flush()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("experiment", choices=EXPERIMENTS)
@@ -74,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     teacher, info = get_teacher(config, data, progress=state.is_main_process)
     if args.experiment == "teacher":
         metrics = split_metrics(teacher, data)
-        print(f"rank {state.process_index} weights {weights_fingerprint(teacher)}")
+        announce_weights(state, teacher)
         if state.is_main_process:
             out.mkdir(parents=True, exist_ok=True)
             (out / "teacher.json").write_text(json.dumps({**metrics, **info}, indent=2, default=str))
@@ -87,10 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         row = run_student(args.method, seed, config, data, cache, json.loads(args.method_kwargs),
                           run_dir=out / f"seed{seed}" if state.is_main_process else None,
                           progress=state.is_main_process, keep_model=True)
-        line = f"rank {state.process_index} seed {seed} weights {weights_fingerprint(row.pop('model'))}\n"
-        sys.stdout.flush()  # empty the buffer first, so the line goes out in one write and no rank's line splits another's
-        sys.stdout.write(line)
-        sys.stdout.flush()
+        announce_weights(state, row.pop("model"), f"seed {seed} ")
         rows.append(row)
     if state.is_main_process:
         frame = rows_frame(rows)

@@ -104,7 +104,7 @@ def test_memes_label_is_hate_for_a_shown_colour_and_text_alone_reaches_60_percen
     cols = generate_split(ShapesConfig(task="memes", n_train=2000, text_cue=0.0, image_cue=0.0), "train")
     texts, labels = cols["text"], np.array(cols["label"])
     negative = np.array(["hate" in t or "despise" in t for t in texts])
-    shown = np.array([statement.split()[-2] in {o for o in _colours_in(image)}
+    shown = np.array([statement.split()[-2] in _colours_in(image)
                       for statement, image in zip(cols["statement"], cols["image"])])
     np.testing.assert_array_equal(labels, negative & shown)  # the rule itself, read back from the pixels
     # the best text-only rule (negative → hateful) reaches (1 + 0.2) / 2 = 60%, not more

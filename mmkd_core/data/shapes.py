@@ -314,9 +314,9 @@ def generate_split(config: ShapesConfig, split: str) -> dict[str, list[Any]]:
     columns: dict[str, list[Any]] = {k: [] for k in (
         "image", "text", "label", "statement", "statement_type", "true_label",
         "text_cue_informative", "image_cue_informative", "n_objects")}
+    kinds = statement_kinds(config.task)
     for _ in range(config.split_size(split)):
         label = int(rng.integers(n_labels))
-        kinds = statement_kinds(config.task)
         kind = int(rng.integers(len(kinds))) if kinds else None  # fixed before the scene: see make_statement
         while True:
             objects = sample_scene(rng)
