@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 
 from .losses.gram import modality_gram, stack_views
-from .training.trainer import predict
+from .evaluation.predict import predict
 from .views import VIEWS
 
 

@@ -6,12 +6,14 @@ One :class:`ExperimentConfig` fixes the data, the model sizes and the training b
 2. :func:`get_teacher` trains the teacher once and caches it under ``data/checkpoints/`` keyed by the
    configuration, so every notebook distils from the *same* teacher;
 3. :func:`get_teacher_cache` runs that teacher once on the training set for all three views;
-4. :func:`run_student` trains one student with one method and seed and returns a row of metrics;
-5. :func:`run_grid` runs methods × seeds with a progress bar, and :func:`summarize` turns the rows
-   into the mean ± 95% CI table every report uses.
+4. :func:`run_student` trains one student with one method and seed and returns a row of metrics.
+
+:func:`setup` does 1–3 in one call. Grids of runs (workers, run cache) are :mod:`mmkd_core.runs`; tables
+and claims are :mod:`mmkd_core.results`.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -21,24 +23,34 @@ from typing import Any, Iterable
 import pandas as pd
 import torch
 from accelerate import PartialState
-from tqdm.auto import tqdm
 
 from .data import default_data_dir, load
 from .data.encoding import EncodedDataset, ImageTextProcessor, LazyDataset
 from .data.tokenizer import build_shapes_tokenizer
-from .evaluation.stats import format_mean_ci, mean_ci
 from .evaluation.probes import count_parameters, timed_throughput
 from .models.multimodal import MultimodalClassifier, build_multimodal_model
 from .training.cache import TeacherCache
 from .training.methods import make_method
-from .training.trainer import TrainConfig, classification_metrics, predict, train
+from .evaluation.predict import classification_metrics, predict
+from .training.trainer import TrainConfig, train
 
 BINARY_PRIMARY = "auroc"
 
 
+STUDENT_FIELDS = ("student_preset", "student_overrides", "student_lr", "student_batch_size", "student_max_steps",
+                  "student_eval_every", "student_patience", "n_labelled")
+
+
 @dataclasses.dataclass
 class ExperimentConfig:
-    """Everything that defines an experiment; notebooks expose these as papermill parameters."""
+    """Everything that defines an experiment; notebooks expose these as papermill parameters.
+
+    Protocol (v2): the teacher trains on the whole training split (for the shapes benchmark, a pool larger
+    than the students' labels, standing in for a teacher pretrained on far more data). Students see the
+    labels of its first ``n_labelled`` rows only. Methods that distil can also read the rest of the split
+    *without labels* (the transfer set). Every run trains until validation stops improving (``patience``
+    validations in a row), under a cap sized so that runs stop by themselves, and keeps its best checkpoint.
+    """
 
     dataset: str = "shapes"
     dataset_options: dict = dataclasses.field(default_factory=lambda: {"task": "ve"})
@@ -51,40 +63,84 @@ class ExperimentConfig:
     student_preset: str = "student"
     teacher_overrides: dict = dataclasses.field(default_factory=dict)
     student_overrides: dict = dataclasses.field(default_factory=dict)
-    teacher_epochs: int = 12
-    student_epochs: int = 6
+    n_labelled: int | None = None  # the students' labelled rows (the first n of the training split); None: all
     batch_size: int = 128
-    student_batch_size: int | None = None  # None: batch_size. Students see few samples: smaller batches, more steps
+    student_batch_size: int | None = None  # None: batch_size
     teacher_lr: float = 2e-3
     student_lr: float = 2e-3
+    teacher_epochs: int = 40  # cap; the teacher validates once per epoch and stops after teacher_patience
+    teacher_patience: int | None = 5
+    student_max_steps: int = 3000  # cap on a student's optimiser steps
+    student_eval_every: int = 50  # steps between a student's validations
+    student_patience: int | None = 6  # validations without improvement before a student stops
     teacher_seed: int = 1234
     # The teacher's unimodal predictions (what MSD and Gram distil) must be trained, not
     # out-of-distribution guesses: "ce_modality_dropout" sees each sample through a random view
     # (one pass per step); "ce_views" trains all three views every step (3x the cost); "ce": joint only.
     teacher_method: str = "ce_modality_dropout"
     checkpoint_rule: str = "best-val"
+    schedule: str = "constant"  # after warm-up; with early stopping a decay tied to the cap would never finish
     lazy_images: bool = False  # True for real datasets: decode images per batch
     # Real scale: start the teacher from a hub ViLT backbone (e.g. "dandelin/vilt-b32-mlm"; set image_size
     # and patch_size to the checkpoint's, e.g. 384 and 32, and tokenizer to the same name), and optionally
     # initialise students DistilBERT-style from some of the trained teacher's layers (e.g. [0, 11]).
     teacher_pretrained: str | None = None
     student_init_layers: list | None = None
-    # The teacher may train on more data than the students (as a pretrained teacher has seen more than
-    # the task's training set): with the shapes benchmark, the first n_train rows of a teacher_train_size
-    # split are exactly the students' training rows (same seed, same stream). None: the students' split.
-    teacher_train_size: int | None = None
 
     def key(self) -> str:
         """Hash of the fields that define the teacher (data, sizes, teacher training)."""
         fields = dataclasses.asdict(self)
-        for name in ("student_preset", "student_overrides", "student_epochs", "student_lr", "student_batch_size"):
+        for name in STUDENT_FIELDS:
             fields.pop(name)
         return hashlib.sha1(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+    def replace(self, **changes) -> "ExperimentConfig":
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def preset(cls, name: str = "embedded", task: str = "ve", **changes) -> "ExperimentConfig":
+        """The sizes every notebook starts from; ``changes`` override any field.
+
+        ``"embedded"``: the default on a laptop CPU. A 6,000-row pool for the teacher, 300 labelled rows
+        for the students (the rest is their transfer set), 1,000 validation and 1,000 test rows.
+        ``"fast"``: the same code path at toy size, for CI (``MMKD_FAST=1``).
+        ``"gpu"``: larger pools and models for one GPU.
+        """
+        if name not in PRESETS:
+            raise ValueError(f"unknown experiment preset {name!r}; accepted: {sorted(PRESETS)}")
+        fields = copy.deepcopy(PRESETS[name])
+        fields["dataset_options"] = {"task": task, **fields.get("dataset_options", {})}
+        options = changes.pop("dataset_options", None) or {}
+        fields["dataset_options"].update(options)
+        fields.update(changes)
+        return cls(**fields)
+
+
+PRESETS: dict[str, dict] = {
+    "embedded": dict(dataset_options={"n_train": 6000, "n_validation": 1000, "n_test": 1000}, n_labelled=300),
+    "fast": dict(dataset_options={"n_train": 256, "n_validation": 128, "n_test": 128}, n_labelled=64,
+                 teacher_epochs=2, teacher_patience=None, student_max_steps=12, student_eval_every=4,
+                 student_patience=2),
+    "gpu": dict(dataset_options={"n_train": 30000, "n_validation": 2000, "n_test": 2000}, n_labelled=1000,
+                teacher_overrides=dict(hidden_size=256, num_hidden_layers=6, num_attention_heads=8,
+                                       intermediate_size=512), batch_size=256, student_max_steps=6000,
+                student_eval_every=100),
+}
 
 
 @dataclasses.dataclass
 class ExperimentData:
+    """The splits of one experiment.
+
+    ``teacher_train``: every training row with its label (what the teacher learns from);
+    ``train``: the students' labelled rows (the first ``n_labelled``);
+    ``transfer``: every training row, labels hidden after the first ``n_labelled`` (for methods that distil).
+    All three share row indices, so one teacher cache serves them.
+    """
+
+    teacher_train: Any
     train: Any
+    transfer: Any
     validation: Any
     test: Any
     tokenizer: Any
@@ -93,6 +149,15 @@ class ExperimentData:
     @property
     def num_labels(self) -> int:
         return len(self.label_names)
+
+    def student_rows(self, data: str):
+        """``"labelled"`` or ``"transfer"``: what a student trains on."""
+        if data not in STUDENT_DATA:
+            raise ValueError(f"unknown student data {data!r}; accepted: {list(STUDENT_DATA)}")
+        return self.train if data == "labelled" else self.transfer
+
+
+STUDENT_DATA = ("labelled", "transfer")
 
 
 def prepare_data(config: ExperimentConfig) -> ExperimentData:
@@ -107,10 +172,23 @@ def prepare_data(config: ExperimentConfig) -> ExperimentData:
     with PartialState().main_process_first():  # one process generates / caches, the others then read
         splits = {split: wrap(load(config.dataset, split, root=config.data_root, **config.dataset_options), processor)
                   for split in ("train", "validation", "test")}
-    return ExperimentData(**splits, tokenizer=tokenizer, label_names=splits["train"].label_names)
+    pool = splits["train"]
+    if config.n_labelled is None or config.n_labelled >= len(pool):
+        labelled, transfer = pool, pool
+    else:
+        if not isinstance(pool, EncodedDataset):
+            raise ValueError("n_labelled (a label-limited student) needs the in-memory dataset: set lazy_images=False")
+        labelled, transfer = pool.first(config.n_labelled), pool.hide_labels_after(config.n_labelled)
+    return ExperimentData(teacher_train=pool, train=labelled, transfer=transfer, validation=splits["validation"],
+                          test=splits["test"], tokenizer=tokenizer, label_names=splits["train"].label_names)
 
 
-def _build(config: ExperimentConfig, data: ExperimentData, preset: str, overrides: dict, seed: int):
+def build_model(config: ExperimentConfig, data: ExperimentData, role: str = "student", seed: int = 0):
+    """A randomly initialised teacher or student of the experiment's sizes."""
+    if role not in ("teacher", "student"):
+        raise ValueError(f"role must be 'teacher' or 'student', got {role!r}")
+    preset = config.teacher_preset if role == "teacher" else config.student_preset
+    overrides = config.teacher_overrides if role == "teacher" else config.student_overrides
     return build_multimodal_model(num_labels=data.num_labels, vocab_size=len(data.tokenizer), preset=preset,
                                   image_size=config.image_size, patch_size=config.patch_size, seed=seed,
                                   **overrides)
@@ -124,7 +202,7 @@ def get_teacher(config: ExperimentConfig, data: ExperimentData, retrain: bool = 
                 progress: bool = True) -> tuple[MultimodalClassifier, dict]:
     """The experiment's teacher: loaded from its checkpoint folder, or trained once and saved there."""
     folder = checkpoint_dir(config)
-    if not retrain and (folder / "checkpoint" / "model.safetensors").exists():
+    if not retrain and (folder / "checkpoint" / "model.safetensors").exists() and (folder / "run.json").exists():
         info = json.loads((folder / "run.json").read_text())
         return MultimodalClassifier.load(folder / "checkpoint"), info
     if config.teacher_pretrained:
@@ -133,34 +211,41 @@ def get_teacher(config: ExperimentConfig, data: ExperimentData, retrain: bool = 
         torch.manual_seed(config.teacher_seed)  # the new classifier head
         teacher = from_pretrained_vilt(config.teacher_pretrained, num_labels=data.num_labels)
     else:
-        teacher = _build(config, data, config.teacher_preset, config.teacher_overrides, config.teacher_seed)
-    train_config = TrainConfig(epochs=config.teacher_epochs, batch_size=config.batch_size, lr=config.teacher_lr,
-                               seed=config.teacher_seed, checkpoint_rule=config.checkpoint_rule,
-                               progress=progress)
-    result = train(teacher, make_method(config.teacher_method), teacher_train_data(config, data), data.validation,
+        teacher = build_model(config, data, "teacher", config.teacher_seed)
+    train_config = TrainConfig(epochs=config.teacher_epochs, patience=config.teacher_patience,
+                               batch_size=config.batch_size, lr=config.teacher_lr, seed=config.teacher_seed,
+                               checkpoint_rule=config.checkpoint_rule, schedule=config.schedule, progress=progress)
+    result = train(teacher, make_method(config.teacher_method), data.teacher_train, data.validation,
                    train_config, run_dir=folder, description="teacher")
     PartialState().wait_for_everyone()  # under accelerate launch, only the main process writes the folder
     info = json.loads((folder / "run.json").read_text())
     return result.model, info
 
 
-def teacher_train_data(config: ExperimentConfig, data: ExperimentData):
-    """The teacher's training set: the students' one, or a larger shapes split (see ``teacher_train_size``)."""
-    if not config.teacher_train_size:
-        return data.train
-    if config.dataset != "shapes":
-        raise ValueError("teacher_train_size is for the generated shapes benchmark; with a real dataset, "
-                         "train the teacher on its own data (or start it from teacher_pretrained)")
-    options = {**config.dataset_options, "n_train": config.teacher_train_size}
-    with PartialState().main_process_first():
-        rows = load("shapes", "train", root=config.data_root, **options)
-    return EncodedDataset(rows, ImageTextProcessor(data.tokenizer, image_size=config.image_size,
-                                                   max_length=config.max_text_length))
-
-
 def get_teacher_cache(teacher, data: ExperimentData, config: ExperimentConfig) -> TeacherCache:
     with PartialState().main_process_first():  # the main process computes and saves, the others load
-        return TeacherCache.build(teacher, data.train, cache_dir=checkpoint_dir(config))
+        return TeacherCache.build(teacher, data.teacher_train, cache_dir=checkpoint_dir(config))
+
+
+@dataclasses.dataclass
+class Experiment:
+    """What every notebook starts from: the configuration, its data, its teacher and the teacher's cache."""
+
+    config: ExperimentConfig
+    data: ExperimentData
+    teacher: MultimodalClassifier
+    teacher_info: dict
+    cache: TeacherCache
+
+    def teacher_row(self, views: Iterable[str] = ("joint",)) -> dict[str, Any]:
+        return teacher_row(self.teacher, self.data, self.teacher_info, views)
+
+
+def setup(config: ExperimentConfig, progress: bool = True) -> Experiment:
+    """Data → teacher (trained once, then loaded) → teacher outputs on every training row (cached)."""
+    data = prepare_data(config)
+    teacher, info = get_teacher(config, data, progress=progress)
+    return Experiment(config, data, teacher, info, get_teacher_cache(teacher, data, config))
 
 
 def split_metrics(model, data: ExperimentData, views: Iterable[str] = ("joint",)) -> dict[str, float]:
@@ -175,12 +260,28 @@ def split_metrics(model, data: ExperimentData, views: Iterable[str] = ("joint",)
     return metrics
 
 
+def student_train_config(config: ExperimentConfig, seed: int, progress: bool = False) -> TrainConfig:
+    return TrainConfig(epochs=10**6, max_steps=config.student_max_steps, eval_every=config.student_eval_every,
+                       patience=config.student_patience, batch_size=config.student_batch_size or config.batch_size,
+                       lr=config.student_lr, seed=seed, checkpoint_rule=config.checkpoint_rule,
+                       schedule=config.schedule, progress=progress)
+
+
 def run_student(method_name: str, seed: int, config: ExperimentConfig, data: ExperimentData,
                 teacher_cache: TeacherCache | None, method_kwargs: dict | None = None, label: str | None = None,
-                run_dir: str | Path | None = None, progress: bool = False,
-                keep_model: bool = False, eval_views: Iterable[str] = ("joint",)) -> dict[str, Any]:
-    """Train one student; return a flat row: method, seed, metrics, cost, logs."""
+                run_dir: str | Path | None = None, progress: bool = False, keep_model: bool = False,
+                eval_views: Iterable[str] = ("joint",), student_data: str = "labelled",
+                on_evaluate=None) -> dict[str, Any]:
+    """Train one student; return a flat row: method, seed, metrics, cost, stopping, logs.
+
+    ``student_data``: ``"labelled"`` (the ``n_labelled`` rows) or ``"transfer"`` (every training row;
+    the labels of all but the first ``n_labelled`` hidden, so only teacher-based terms read them).
+    """
     method = make_method(method_name, **(method_kwargs or {}))
+    rows = data.student_rows(student_data)
+    if student_data == "transfer" and not method.needs_teacher:
+        raise ValueError(f"method {method_name!r} has no teacher term: on the transfer set it would only see "
+                         f"the labelled rows; train it with student_data='labelled'")
     if config.student_init_layers:
         from .models.multimodal import student_from_teacher
 
@@ -188,17 +289,18 @@ def run_student(method_name: str, seed: int, config: ExperimentConfig, data: Exp
         torch.manual_seed(seed)
         student = student_from_teacher(teacher, config.student_init_layers)
     else:
-        student = _build(config, data, config.student_preset, config.student_overrides, seed)
-    train_config = TrainConfig(epochs=config.student_epochs, batch_size=config.student_batch_size or config.batch_size,
-                               lr=config.student_lr,
-                               seed=seed, checkpoint_rule=config.checkpoint_rule, progress=progress)
-    result = train(student, method, data.train, data.validation, train_config,
+        student = build_model(config, data, "student", seed)
+    result = train(student, method, rows, data.validation, student_train_config(config, seed, progress),
                    teacher_cache=teacher_cache if method.needs_teacher else None,
-                   meta_data=data.validation, run_dir=run_dir, description=label or method_name)
-    row = {"method": label or method_name, "seed": seed, **split_metrics(result.model, data, eval_views),
+                   meta_data=data.validation, run_dir=run_dir, description=label or method_name,
+                   on_evaluate=on_evaluate)
+    row = {"method": label or method_name, "seed": seed, "data": student_data,
+           **split_metrics(result.model, data, eval_views),
            "params": count_parameters(result.model), "train_seconds": result.train_seconds,
-           "best_epoch": result.best_epoch, "checkpoint_rule": result.checkpoint_rule,
-           "steps": result.steps, "epochs": result.epochs}
+           "best_epoch": result.best_epoch, "epochs": result.trained_epochs, "best_step": result.best_step,
+           "steps": result.trained_steps, "stopped_early": result.stopped_early,
+           "checkpoint_rule": result.checkpoint_rule,
+           "step_log": result.steps, "evaluation_log": result.evaluations}
     if getattr(method, "weight_log", None):  # per-sample MSD weights over training, with row indices
         row["weights"] = pd.DataFrame({k: torch.cat([w[k].reshape(-1) for w in method.weight_log]).numpy()
                                        for k in method.weight_log[0]})
@@ -206,30 +308,6 @@ def run_student(method_name: str, seed: int, config: ExperimentConfig, data: Exp
     if keep_model:
         row["model"] = result.model
     return row
-
-
-def run_grid(specs: list[dict], seeds: Iterable[int], config: ExperimentConfig, data: ExperimentData,
-             teacher_cache: TeacherCache | None, desc: str = "students",
-             run_root: str | Path | None = None) -> list[dict]:
-    """Run every spec (``{"label", "method", "kwargs"}``) for every seed, with one progress bar.
-
-    The first seed's row keeps its trained ``model`` (for throughput and figures); the others drop it.
-    With ``run_root``, each run also writes its logs (every loss term per step and per epoch, CSV),
-    ``run.json`` and its safetensors checkpoint to ``<run_root>/<label>/seed<k>/``.
-    """
-    seeds = list(seeds)
-    rows = []
-    with tqdm(total=len(specs) * len(seeds), desc=desc) as bar:
-        for spec in specs:
-            for seed in seeds:
-                bar.set_postfix_str(f"{spec['label']} seed {seed}")
-                rows.append(run_student(spec["method"], seed, config, data, teacher_cache,
-                                        method_kwargs=spec.get("kwargs"), label=spec["label"],
-                                        keep_model=seed == seeds[0],
-                                        run_dir=None if run_root is None else
-                                        Path(run_root) / slug(spec["label"]) / f"seed{seed}"))
-                bar.update(1)
-    return rows
 
 
 def slug(label: str) -> str:
@@ -240,42 +318,6 @@ def slug(label: str) -> str:
 def runs_dir(notebook: str) -> Path:
     """Where a notebook's per-run logs and checkpoints go: ``data/runs/<notebook>`` (git-ignored)."""
     return default_data_dir() / "runs" / notebook
-
-
-def metric_columns(rows: list[dict]) -> list[str]:
-    columns = [k for k in rows[0] if k.startswith(("validation/", "test/")) and k.count("/") == 1]
-    return columns
-
-
-def summarize(rows: list[dict], metrics: Iterable[str] | None = None) -> pd.DataFrame:
-    """One line per method: ``metric`` as 'mean ± 95% CI' (percent) and the raw mean/half-width."""
-    frame = rows_frame(rows)
-    metrics = list(metrics) if metrics is not None else metric_columns(rows)
-    lines = []
-    for method, group in frame.groupby("method", sort=False):
-        line: dict[str, Any] = {"method": method, "seeds": len(group)}
-        for metric in metrics:
-            mean, half = mean_ci(group[metric])
-            line[metric] = format_mean_ci(group[metric])
-            line[f"{metric} mean"] = mean
-            line[f"{metric} ci95"] = half
-        line["params"] = int(group["params"].iloc[0])
-        line["train s"] = round(float(group["train_seconds"].mean()), 1)
-        line["checkpoint"] = group["checkpoint_rule"].iloc[0]
-        lines.append(line)
-    return pd.DataFrame(lines)
-
-
-def display_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """The human columns of :func:`summarize` (no raw mean / half-width columns)."""
-    return summary[[c for c in summary.columns if not c.endswith((" mean", " ci95"))]]
-
-
-def rows_frame(rows: list[dict]) -> pd.DataFrame:
-    """Per-run metrics (one line per method × seed), without logs or models: what goes into CSVs."""
-    return pd.DataFrame([{k: v for k, v in r.items() if not isinstance(v, (pd.DataFrame, dict, torch.nn.Module))}
-                         for r in rows])
-
 
 
 @torch.no_grad()
@@ -295,13 +337,16 @@ def inference_throughput(model, dataset, batch_size: int = 256, batches: int = 4
     return rate
 
 
-def teacher_row(teacher, data: ExperimentData, info: dict | None = None) -> dict[str, Any]:
+def teacher_row(teacher, data: ExperimentData, info: dict | None = None,
+                views: Iterable[str] = ("joint",)) -> dict[str, Any]:
     """The teacher as one more row of a results table (a single training run: no CI)."""
-    row = {"method": "teacher", "seed": (info or {}).get("config", {}).get("seed", None),
-           **split_metrics(teacher, data), "params": count_parameters(teacher),
-           "train_seconds": (info or {}).get("train_seconds", float("nan")),
-           "best_epoch": (info or {}).get("best_epoch"), "checkpoint_rule": (info or {}).get("checkpoint_rule")}
-    return row
+    info = info or {}
+    return {"method": "teacher", "seed": info.get("config", {}).get("seed", None), "data": "all labels",
+            **split_metrics(teacher, data, views), "params": count_parameters(teacher),
+            "train_seconds": info.get("train_seconds", float("nan")), "best_epoch": info.get("best_epoch"),
+            "epochs": info.get("trained_epochs"), "best_step": info.get("best_step"),
+            "steps": info.get("trained_steps"), "stopped_early": info.get("stopped_early"),
+            "checkpoint_rule": info.get("checkpoint_rule")}
 
 
 def trained_models(rows: list[dict]) -> dict[str, torch.nn.Module]:

@@ -38,7 +38,48 @@ def test_best_val_keeps_the_best_epoch_weights(tokenizer, tiny_data):
                    TrainConfig(epochs=3, batch_size=32, progress=False, lr=5e-3))
     best = result.epochs["val/joint/accuracy"].max()
     assert evaluate(result.model, tiny_data["validation"])["joint/accuracy"] == pytest.approx(best)
-    assert result.epochs["val/joint/accuracy"].iloc[result.best_epoch - 1] == pytest.approx(best)
+    kept = result.evaluations.set_index("step").loc[result.best_step, "val/joint/accuracy"]
+    assert kept == pytest.approx(best)
+
+
+def test_early_stopping_stops_after_patience_validations_without_improvement(tokenizer, tiny_data):
+    config = TrainConfig(epochs=200, batch_size=32, progress=False, lr=5e-3, eval_every=2, patience=3,
+                         schedule="constant")
+    result = train(_model(tokenizer), make_method("ce"), tiny_data["train"], tiny_data["validation"], config)
+    assert result.stopped_early
+    scores = result.evaluations["val/joint/accuracy"].tolist()
+    best_index = scores.index(max(scores))
+    assert len(scores) - 1 - best_index == 3  # exactly `patience` validations after the best one
+    assert result.best_step == result.evaluations["step"].iloc[best_index] < result.trained_steps
+    assert result.evaluations["step"].tolist() == list(range(2, result.trained_steps + 1, 2))
+
+
+def test_max_steps_caps_the_run_and_on_evaluate_sees_every_validation(tokenizer, tiny_data):
+    seen = []
+    config = TrainConfig(epochs=50, max_steps=7, batch_size=32, progress=False, eval_every=3)
+    result = train(_model(tokenizer), make_method("ce"), tiny_data["train"], tiny_data["validation"], config,
+                   on_evaluate=lambda info, model: seen.append((info["step"], model.training)))
+    assert result.trained_steps == 7 and not result.stopped_early
+    assert [s for s, _ in seen] == [3, 6, 7]
+
+
+def test_cross_entropy_ignores_unlabelled_rows():
+    from mmkd_core.losses.ce import UNLABELLED, labelled_cross_entropy
+
+    logits = torch.tensor([[2.0, 0.0], [0.0, 3.0], [1.0, 1.0]], requires_grad=True)
+    labels = torch.tensor([0, UNLABELLED, 1])
+    expected = torch.nn.functional.cross_entropy(logits[[0, 2]], labels[[0, 2]])
+    assert labelled_cross_entropy(logits, labels).item() == pytest.approx(expected.item())
+    none = labelled_cross_entropy(logits, torch.full((3,), UNLABELLED))
+    none.backward()
+    assert none.item() == 0.0 and torch.all(logits.grad == 0)
+
+
+def test_bad_train_config_values_name_the_setting():
+    with pytest.raises(ValueError, match="patience"):
+        TrainConfig(patience=0)
+    with pytest.raises(ValueError, match="schedule"):
+        TrainConfig(schedule="cosine")
 
 
 @pytest.fixture(scope="module")

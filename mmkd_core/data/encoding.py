@@ -103,6 +103,39 @@ class EncodedDataset(torch.utils.data.Dataset):
 
     collate_fn = None  # torch's default collate stacks the per-row tensors
 
+    @property
+    def source_fingerprint(self) -> str:
+        """The fingerprint of the rows that ``index`` points into (keys the teacher cache)."""
+        return getattr(self, "_source_fingerprint", self.fingerprint)
+
+    def _derived(self, tensors: dict[str, torch.Tensor], what: str) -> "EncodedDataset":
+        derived = object.__new__(type(self))
+        derived.label_names = self.label_names
+        derived.tensors = tensors
+        derived._source_fingerprint = self.source_fingerprint
+        derived.fingerprint = f"{self.fingerprint}|{what}"
+        return derived
+
+    def first(self, n: int) -> "EncodedDataset":
+        """The first ``n`` rows, keeping their ``index`` (so a teacher cache of the whole set still applies)."""
+        if not 1 <= n <= len(self):
+            raise ValueError(f"n_labelled must lie in [1, {len(self)}] (the rows of the training split), got {n}")
+        return self._derived({k: v[:n] for k, v in self.tensors.items()}, f"first{n}")
+
+    def hide_labels_after(self, n: int) -> "EncodedDataset":
+        """Every row, but only the first ``n`` keep their label: the others become a transfer set.
+
+        Their label turns into :data:`~mmkd_core.losses.ce.UNLABELLED`, which every loss reads as "distil,
+        do not classify"; the true labels are not kept anywhere in the returned dataset.
+        """
+        from ..losses.ce import UNLABELLED
+
+        if not 1 <= n <= len(self):
+            raise ValueError(f"n_labelled must lie in [1, {len(self)}] (the rows of the training split), got {n}")
+        labels = self.tensors["labels"].clone()
+        labels[n:] = UNLABELLED
+        return self._derived({**self.tensors, "labels": labels}, f"labelled{n}")
+
 
 class LazyDataset(torch.utils.data.Dataset):
     """Rows stay in the Hugging Face dataset; images are decoded per batch by ``collate_fn``."""

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from ..views import check_views
+from .ce import labelled_cross_entropy
 from .kd import check_logits_pair, kd_loss
 
 __all__ = ["GRAM_VIEWS", "TRANSFORMS", "GRAM_INPUTS", "GRAM_TARGETS", "modality_gram", "gram_relation_loss",
@@ -166,7 +167,7 @@ def gram_objective(student_logits: Mapping[str, torch.Tensor], teacher_logits: M
             raise ValueError(f"labels: expected a [B] = [{student_logits[view].shape[0]}] tensor of class "
                              f"indices, got shape {tuple(labels.shape)}")
 
-    out = {f"ce_{v}": F.cross_entropy(student_logits[v].float(), labels) for v in GRAM_VIEWS}
+    out = {f"ce_{v}": labelled_cross_entropy(student_logits[v], labels) for v in GRAM_VIEWS}
     out["kd_joint"] = kd_loss(student_logits["joint"], teacher_logits["joint"], temperature)
     if gram_input == "features":
         if student_features is None or teacher_features is None:

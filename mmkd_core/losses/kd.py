@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .ce import labelled_cross_entropy
+
 
 def check_logits_pair(student_logits: torch.Tensor, teacher_logits: torch.Tensor, what: str = "logits") -> None:
     """Clear errors for the mismatches that would otherwise crash deep inside torch or broadcast silently."""
@@ -55,10 +57,11 @@ def distillation_objective(student_logits: torch.Tensor, teacher_logits: torch.T
     r"""The vanilla KD training objective :math:`\alpha\,CE(z^s, y) + (1-\alpha)\,\mathcal{L}_{KD}`.
 
     Returns every term separately (``ce``, ``kd``) plus their weighted sum ``total`` so that a trainer
-    can log each one.
+    can log each one. The CE term reads only labelled rows (:data:`~mmkd_core.losses.ce.UNLABELLED` rows
+    of a transfer set are distilled, not classified); the KD term reads every row.
     """
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must lie in [0, 1], got {alpha!r}")
-    ce = F.cross_entropy(student_logits.float(), labels)
+    ce = labelled_cross_entropy(student_logits, labels)
     kd = kd_loss(student_logits, teacher_logits, temperature)
     return {"ce": ce, "kd": kd, "total": alpha * ce + (1.0 - alpha) * kd}

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from ..views import AUX_VIEWS, VIEWS, check_views
+from .ce import labelled_cross_entropy
 from .kd import check_logits_pair, kd_loss
 
 __all__ = ["VIEWS", "AUX_VIEWS", "check_msd_weights", "msd_loss"]
@@ -80,7 +81,7 @@ def msd_loss(student_logits: Mapping[str, torch.Tensor], teacher_logits: Mapping
                          f"got shape {tuple(labels.shape)}")
     check_msd_weights(weights, batch_size)
 
-    out: dict[str, torch.Tensor] = {"ce": F.cross_entropy(student_logits["joint"].float(), labels)}
+    out: dict[str, torch.Tensor] = {"ce": labelled_cross_entropy(student_logits["joint"], labels)}
     out["kd_joint"] = kd_loss(student_logits["joint"], teacher_logits["joint"], temperature)
     total = out["ce"] + out["kd_joint"]
     for view in AUX_VIEWS:

@@ -16,6 +16,7 @@ from typing import Iterable
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..evaluation.predict import predict
 from ..views import VIEWS
 
 
@@ -27,6 +28,12 @@ def weights_fingerprint(model: torch.nn.Module) -> str:
         digest.update(tensor.detach().cpu().contiguous().float().numpy().tobytes())
     return digest.hexdigest()[:16]
 
+
+
+def data_key(dataset) -> str:
+    """What a cache is keyed by: the rows ``batch["index"]`` points into (a subset or a label-hidden
+    transfer set of the same rows shares its parent's key)."""
+    return str(getattr(dataset, "source_fingerprint", None) or getattr(dataset, "fingerprint", len(dataset)))
 
 
 class TeacherCache:
@@ -73,24 +80,22 @@ class TeacherCache:
     def build(cls, teacher, dataset, views: Iterable[str] = VIEWS, batch_size: int = 256,
               cache_dir: str | Path | None = None, progress: bool = True) -> "TeacherCache":
         """Compute (or load from ``cache_dir``) the teacher's outputs on ``dataset`` for ``views``."""
-        from .trainer import predict  # local import: trainer imports this module
-
         views = tuple(views)
         teacher_key = weights_fingerprint(teacher)
-        data_key = str(getattr(dataset, "fingerprint", len(dataset)))
+        rows_key = data_key(dataset)
         if getattr(dataset, "augments", False):
             raise ValueError("dataset changes its inputs per epoch (augments=True); a fixed teacher cache "
                              "would be stale. Use a live teacher (train(..., teacher=model)) instead.")
         path = None
         if cache_dir is not None:
-            key = hashlib.sha1(f"{teacher_key}|{data_key}|{','.join(views)}".encode()).hexdigest()[:16]
+            key = hashlib.sha1(f"{teacher_key}|{rows_key}|{','.join(views)}".encode()).hexdigest()[:16]
             path = Path(cache_dir) / f"teacher-cache-{key}.safetensors"
             if path.exists():
                 return cls.load(path)
         outputs = predict(teacher, dataset, views=views, batch_size=batch_size, progress=progress,
                           with_pooled=True, description="teacher cache")
         cache = cls({v: outputs["logits"][v] for v in views}, {v: outputs["pooled"][v] for v in views},
-                    teacher_key, data_key)
+                    teacher_key, rows_key)
         if path is not None:
             cache.save(path)
         return cache

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ..losses.ce import labelled_cross_entropy
 from ..losses.gram import gram_objective, gram_relation_loss, stack_views
 from ..losses.kd import distillation_objective
 from ..losses.msd import msd_loss
@@ -66,7 +67,7 @@ class CrossEntropy(Method):
 
     def step_losses(self, model, batch, teacher_logits):
         logits = _forward(model, batch, ("joint",)).logits["joint"]
-        ce = F.cross_entropy(logits.float(), batch["labels"])
+        ce = labelled_cross_entropy(logits, batch["labels"])
         return {"ce": ce, "total": ce}
 
 
@@ -83,7 +84,7 @@ class MultiViewCrossEntropy(Method):
 
     def step_losses(self, model, batch, teacher_logits):
         logits = _forward(model, batch, VIEWS).logits
-        losses = {f"ce_{v}": F.cross_entropy(logits[v].float(), batch["labels"]) for v in VIEWS}
+        losses = {f"ce_{v}": labelled_cross_entropy(logits[v], batch["labels"]) for v in VIEWS}
         losses["total"] = sum(losses.values())
         return losses
 

@@ -3,11 +3,16 @@
 The same code runs on the CPU, on one GPU (bf16 autocast) and on several GPUs or nodes under
 ``accelerate launch``. What is trained is decided by a *method* (:mod:`mmkd_core.training.methods`):
 the method says which views the student needs, which teacher outputs it reads, and returns every loss
-term separately (mdistiller style); the loop logs each term per step and per epoch.
+term separately (mdistiller style); the loop logs each term per step and per validation.
 
-Checkpoint rule: ``"best-val"`` (default) keeps the weights of the epoch with the best validation
-score (accuracy, or AUROC for binary tasks when ``select_metric="auroc"``); ``"last"`` keeps the final
-weights. The rule is stored in the result and printed, so every table can say which one it used.
+**Convergence, not a fixed budget.** The loop validates every ``eval_every`` steps (default: once per
+pass over the training set) and, with ``patience``, stops once that many validations in a row have not
+improved on the best one. ``epochs`` and ``max_steps`` are caps, sized so that runs stop because they
+stopped improving; the result says which happened (``stopped_early``).
+
+Checkpoint rule: ``"best-val"`` (default) keeps the weights of the best validation (accuracy, or AUROC
+for binary tasks when ``select_metric="auroc"``); ``"last"`` keeps the final weights. The rule is
+stored in the result, so every table can say which one it used.
 """
 from __future__ import annotations
 
@@ -17,121 +22,103 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable
 
-import numpy as np
 import pandas as pd
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from sklearn.metrics import roc_auc_score
 from tqdm.auto import tqdm
 
-from ..views import VIEWS
-from .cache import TeacherCache, weights_fingerprint
+from ..data.batches import iterate_batches, num_batches
+from ..evaluation.predict import evaluate, model_inputs
+from .cache import TeacherCache, data_key, weights_fingerprint
 
 CHECKPOINT_RULES = ("best-val", "last")
+SCHEDULES = ("linear", "constant")
 
 
 @dataclasses.dataclass
 class TrainConfig:
-    epochs: int = 10
+    """Optimiser, schedule, stopping and checkpoint settings of one run (one name per setting)."""
+
+    epochs: int = 10  # cap on passes over the training set
+    max_steps: int | None = None  # cap on optimiser steps; the run ends at whichever cap comes first
     batch_size: int = 128
     lr: float = 1e-3
     weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    max_grad_norm: float = 1.0
+    warmup_ratio: float = 0.1  # share of the step cap spent warming the learning rate up from 0
+    schedule: str = "linear"  # after warm-up: "linear" decay to 0 at the cap, or "constant"
+    max_grad_norm: float = 1.0  # gradient clipping (0: off)
     seed: int = 0
     checkpoint_rule: str = "best-val"
     select_metric: str = "accuracy"
+    eval_every: int | None = None  # optimiser steps between validations; None: once per pass
+    patience: int | None = None  # validations without improvement before stopping; None: train to the cap
     eval_batch_size: int = 512
     progress: bool = True
     cpu: bool | None = None  # None: use CUDA when available
+    report_to: str | None = None  # an Accelerate tracker ("tensorboard"), or None: CSV logs only
 
     def __post_init__(self) -> None:
         if self.checkpoint_rule not in CHECKPOINT_RULES:
             raise ValueError(f"unknown checkpoint_rule {self.checkpoint_rule!r}; accepted: {list(CHECKPOINT_RULES)}")
         if self.select_metric not in ("accuracy", "auroc"):
             raise ValueError(f"unknown select_metric {self.select_metric!r}; accepted: ['accuracy', 'auroc']")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.schedule!r}; accepted: {list(SCHEDULES)}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"epochs and batch_size must be >= 1 (got {self.epochs}, {self.batch_size})")
+        for name in ("max_steps", "eval_every", "patience"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be None or an integer >= 1, got {value!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr!r}")
 
 
 @dataclasses.dataclass
 class TrainResult:
     model: torch.nn.Module
     steps: pd.DataFrame  # one row per optimisation step, one column per loss term
-    epochs: pd.DataFrame  # one row per epoch: mean loss terms + validation metrics
-    best_epoch: int
+    evaluations: pd.DataFrame  # one row per validation: step, epoch, mean loss terms since the last, metrics
+    best_step: int
+    trained_steps: int
+    steps_per_epoch: int
     checkpoint_rule: str
     train_seconds: float
+    stopped_early: bool = False
+
+    @property
+    def epochs(self) -> pd.DataFrame:  # the older name of the per-validation log
+        return self.evaluations
+
+    @property
+    def best_epoch(self) -> float:
+        """Epochs (passes over the training set) trained when the kept weights were reached."""
+        return round(self.best_step / self.steps_per_epoch, 2)
+
+    @property
+    def trained_epochs(self) -> float:
+        return round(self.trained_steps / self.steps_per_epoch, 2)
 
     def summary(self) -> str:
-        return (f"checkpoint rule: {self.checkpoint_rule} (kept epoch {self.best_epoch} of "
-                f"{len(self.epochs)}), training time {self.train_seconds:.1f} s")
+        why = "no improvement for `patience` validations" if self.stopped_early else "the step cap"
+        return (f"checkpoint rule: {self.checkpoint_rule} (kept step {self.best_step} = epoch {self.best_epoch} "
+                f"of {self.trained_epochs}; stopped by {why}), training time {self.train_seconds:.1f} s")
 
 
-def make_accelerator(cpu: bool | None = None) -> Accelerator:
+EvaluationCallback = Callable[[dict, torch.nn.Module], None]
+
+
+def make_accelerator(cpu: bool | None = None, report_to: str | None = None,
+                     project_dir: str | Path | None = None) -> Accelerator:
+    """The one device policy: CUDA with bf16 autocast when present, else float32 on the CPU."""
     use_cpu = (not torch.cuda.is_available()) if cpu is None else cpu
-    return Accelerator(cpu=use_cpu, mixed_precision="no" if use_cpu else "bf16")
-
-
-def _loader(dataset, batch_size: int, shuffle: bool, seed: int = 0) -> torch.utils.data.DataLoader:
-    generator = torch.Generator().manual_seed(seed)
-    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
-                                       collate_fn=getattr(dataset, "collate_fn", None))
-
-
-def _model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: batch[k] for k in ("input_ids", "attention_mask", "pixel_values")}
-
-
-@torch.no_grad()
-def predict(model, dataset, views: Iterable[str] = ("joint",), batch_size: int = 512, progress: bool = False,
-            with_pooled: bool = False, description: str = "predict") -> dict[str, Any]:
-    """Logits (and pooled features) of ``model`` on every row of ``dataset``, per view, on the CPU."""
-    views = tuple(views)
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    logits = {v: [] for v in views}
-    pooled = {v: [] for v in views}
-    labels = []
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
-    for batch in tqdm(_loader(dataset, batch_size, shuffle=False), desc=description, disable=not progress,
-                      leave=False):
-        with autocast:
-            out = model(**{k: v.to(device) for k, v in _model_inputs(batch).items()}, views=views)
-        for v in views:
-            logits[v].append(out.logits[v].float().cpu())
-            if with_pooled:
-                pooled[v].append(out.pooled[v].float().cpu())
-        labels.append(batch["labels"])
-    model.train(was_training)
-    result = {"logits": {v: torch.cat(logits[v]) for v in views}, "labels": torch.cat(labels)}
-    if with_pooled:
-        result["pooled"] = {v: torch.cat(pooled[v]) for v in views}
-    return result
-
-
-def classification_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
-    """Accuracy, plus AUROC of the positive class for binary tasks (Hateful Memes reports AUROC)."""
-    metrics = {"accuracy": float((logits.argmax(-1) == labels).float().mean())}
-    if logits.shape[1] == 2:
-        scores = torch.softmax(logits.float(), -1)[:, 1].numpy()
-        y = labels.numpy()
-        metrics["auroc"] = float(roc_auc_score(y, scores)) if len(np.unique(y)) == 2 else math.nan
-    return metrics
-
-
-def evaluate(model, dataset, views: Iterable[str] = ("joint",), batch_size: int = 512) -> dict[str, float]:
-    """Metrics per view, flattened as ``"<view>/<metric>"`` (e.g. ``"joint/accuracy"``)."""
-    out = predict(model, dataset, views=views, batch_size=batch_size)
-    metrics = {}
-    for view, logits in out["logits"].items():
-        for name, value in classification_metrics(logits, out["labels"]).items():
-            metrics[f"{view}/{name}"] = value
-    return metrics
+    kwargs: dict[str, Any] = {}
+    if report_to:
+        kwargs.update(log_with=report_to, project_dir=str(project_dir) if project_dir else None)
+    return Accelerator(cpu=use_cpu, mixed_precision="no" if use_cpu else "bf16", **kwargs)
 
 
 def teacher_outputs(method, batch, teacher_cache: TeacherCache | None, teacher, accelerator):
@@ -141,7 +128,7 @@ def teacher_outputs(method, batch, teacher_cache: TeacherCache | None, teacher, 
     if teacher_cache is not None:
         return teacher_cache.lookup(batch["index"], method.teacher_views, device=accelerator.device)
     with torch.no_grad(), accelerator.autocast():
-        live = teacher(**_model_inputs(batch), views=method.teacher_views)
+        live = teacher(**model_inputs(batch), views=method.teacher_views)
     return {v: t.float() for v, t in live.logits.items()}
 
 
@@ -157,104 +144,181 @@ def optimisation_step(model, method, batch, teacher_out, optimizer, accelerator,
     return losses
 
 
+def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW; ``foreach`` on the CPU too, where the per-tensor loop costs more than the update itself."""
+    return torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, foreach=True)
+
+
+def lr_multiplier(config: TrainConfig, total_steps: int) -> Callable[[int], float]:
+    warmup = max(1, int(config.warmup_ratio * total_steps))
+    if config.schedule == "constant":
+        return lambda step: min(1.0, (step + 1) / warmup)
+    return lambda step: min((step + 1) / warmup, max(0.0, (total_steps - step) / max(1, total_steps - warmup)))
+
+
+def _check_teacher_inputs(method, train_data, model, teacher_cache, teacher):
+    if not method.needs_teacher:
+        return teacher
+    if teacher_cache is None and teacher is None:
+        raise ValueError(f"method {method.name!r} distils from a teacher: pass teacher_cache= or teacher=")
+    if teacher_cache is not None:
+        if getattr(train_data, "augments", False):
+            raise ValueError("train_data changes inputs per epoch (augments=True): a fixed teacher cache is "
+                             "stale; pass teacher= for live teacher outputs or rebuild the cache per epoch")
+        teacher_cache.check(data_key=data_key(train_data))
+        if teacher is not None:
+            teacher_cache.check(teacher_key=weights_fingerprint(teacher))
+            teacher = None  # the cache answers; no need to run the teacher
+        classes = teacher_cache.logits["joint"].shape[1] if "joint" in teacher_cache.logits else None
+        if classes is not None and classes != model.num_labels:
+            raise ValueError(f"teacher predicts {classes} classes, the student {model.num_labels}; "
+                             f"they must share the label set")
+    return teacher
+
+
 def train(model: torch.nn.Module, method, train_data, val_data=None, config: TrainConfig | None = None,
           teacher_cache: TeacherCache | None = None, teacher: torch.nn.Module | None = None,
-          meta_data=None, run_dir: str | Path | None = None, description: str | None = None) -> TrainResult:
+          meta_data=None, run_dir: str | Path | None = None, description: str | None = None,
+          on_evaluate: EvaluationCallback | None = None) -> TrainResult:
     """Train ``model`` with ``method`` and return the model under the checkpoint rule, with its logs.
 
     Teacher signal: ``teacher_cache`` (precomputed, the default for distillation) or ``teacher`` (a live
     model run on every batch; needed when inputs change per epoch). Methods that need no teacher
-    ignore both. ``meta_data`` is the held-out set for meta-learned weighting.
+    ignore both. ``meta_data`` is the held-out set for meta-learned weighting. ``on_evaluate(info,
+    model)`` is called after every validation (``info``: step, epoch, metrics), e.g. to snapshot what
+    the model computes during the very run a table reports.
     """
     config = config or TrainConfig()
     set_seed(config.seed)
     # Deterministic CPU kernels where torch offers them; warn rather than fail where it does not.
     torch.use_deterministic_algorithms(True, warn_only=True)
-    if method.needs_teacher:
-        if teacher_cache is None and teacher is None:
-            raise ValueError(f"method {method.name!r} distils from a teacher: pass teacher_cache= or teacher=")
-        if teacher_cache is not None:
-            if getattr(train_data, "augments", False):
-                raise ValueError("train_data changes inputs per epoch (augments=True): a fixed teacher cache is "
-                                 "stale; pass teacher= for live teacher outputs or rebuild the cache per epoch")
-            teacher_cache.check(data_key=str(getattr(train_data, "fingerprint", len(train_data))))
-            if teacher is not None:
-                teacher_cache.check(teacher_key=weights_fingerprint(teacher))
-                teacher = None  # the cache answers; no need to run the teacher
-    if teacher_cache is not None and getattr(teacher_cache.logits.get("joint"), "shape", (0, 0))[1] != model.num_labels:
-        raise ValueError(f"teacher predicts {teacher_cache.logits['joint'].shape[1]} classes, the student "
-                         f"{model.num_labels}; they must share the label set")
+    teacher = _check_teacher_inputs(method, train_data, model, teacher_cache, teacher)
 
-    accelerator = make_accelerator(config.cpu)
-    train_loader = _loader(train_data, config.batch_size, shuffle=True, seed=config.seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    total_steps = config.epochs * len(train_loader)
-    warmup = max(1, int(config.warmup_ratio * total_steps))
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: min((step + 1) / warmup, max(0.0, (total_steps - step) / max(1, total_steps - warmup))))
-    model, optimizer, train_loader, schedule = accelerator.prepare(model, optimizer, train_loader, schedule)
+    accelerator = make_accelerator(config.cpu, config.report_to, run_dir)
+    distributed = accelerator.num_processes > 1
+    on_cuda = accelerator.device.type == "cuda"
+    steps_per_epoch = num_batches(train_data, config.batch_size)
+    if distributed:  # each process sees its shard of every epoch
+        loader = torch.utils.data.DataLoader(train_data, batch_size=config.batch_size, shuffle=True,
+                                             generator=torch.Generator().manual_seed(config.seed),
+                                             collate_fn=getattr(train_data, "collate_fn", None))
+        loader = accelerator.prepare_data_loader(loader)
+        steps_per_epoch = len(loader)
+    total_steps = min(config.epochs * steps_per_epoch, config.max_steps or math.inf)
+    eval_every = config.eval_every or steps_per_epoch
+    optimizer = make_optimizer(model, config)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(config, total_steps))
+    model, optimizer, schedule = accelerator.prepare(model, optimizer, schedule)
     if teacher is not None:
         teacher = accelerator.prepare_model(teacher, evaluation_mode=True)
         teacher.eval()
-    method.setup(model=accelerator.unwrap_model(model), accelerator=accelerator, meta_data=meta_data,
-                 config=config)
+    unwrapped = accelerator.unwrap_model(model)
+    method.setup(model=unwrapped, accelerator=accelerator, meta_data=meta_data, config=config)
+    if config.report_to:
+        accelerator.init_trackers(description or method.name, config=_flat_config(config, method))
 
-    step_rows: list[dict[str, float]] = []
-    epoch_rows: list[dict[str, float]] = []
-    best_score, best_epoch, best_state = -math.inf, 0, None
+    generator = torch.Generator().manual_seed(config.seed)
+
+    def epoch_batches():
+        if distributed:
+            return iter(loader)
+        return iterate_batches(train_data, config.batch_size, shuffle=True, generator=generator,
+                               num_workers=2 if on_cuda and not hasattr(train_data, "tensors") else 0,
+                               pin_memory=on_cuda)
+
+    step_terms: list[dict[str, torch.Tensor]] = []  # detached tensors: no device sync per step
+    learning_rates: list[float] = []
+    evaluations: list[dict[str, float]] = []
+    best_score, best_step, best_state, since_best = -math.inf, 0, None, 0
+    stopped_early = False
     start = time.perf_counter()
-    label = description or method.name
-    # after prepare() the loader yields this process's shard; the scheduler counts global steps
-    bar = tqdm(total=config.epochs * len(train_loader), desc=label,
+    bar = tqdm(total=int(total_steps), desc=description or method.name,
                disable=not config.progress or not accelerator.is_main_process)
-    step = 0
-    for epoch in range(1, config.epochs + 1):
-        model.train()
-        for batch in train_loader:
+    step, epoch, last_logged = 0, 0, 0
+    model.train()
+    while step < total_steps and not stopped_early:
+        epoch += 1
+        for batch in epoch_batches():
+            if not distributed:
+                batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in batch.items()}
             teacher_out = teacher_outputs(method, batch, teacher_cache, teacher, accelerator)
             losses = optimisation_step(model, method, batch, teacher_out, optimizer, accelerator,
                                        config.max_grad_norm)
             schedule.step()
             step += 1
-            row = {"step": step, "epoch": epoch, "lr": schedule.get_last_lr()[0]}
-            row.update({k: float(v.detach()) for k, v in losses.items()})
-            step_rows.append(row)
+            step_terms.append({k: v.detach() for k, v in losses.items()})
+            learning_rates.append(schedule.get_last_lr()[0])
             bar.update(1)
-            if step % 10 == 0:
+            if step % eval_every == 0 or step >= total_steps:
+                recent = _to_rows(step_terms[last_logged:], first_step=last_logged + 1)
+                last_logged = step
+                row = {"step": step, "epoch": round(step / steps_per_epoch, 3), "lr": learning_rates[-1],
+                       **recent.drop(columns="step").mean().to_dict()}
+                if val_data is not None:
+                    metrics = evaluate(unwrapped, val_data, views=("joint",), batch_size=config.eval_batch_size)
+                    row.update({f"val/{k}": v for k, v in metrics.items()})
+                    score = metrics.get(f"joint/{config.select_metric}", metrics["joint/accuracy"])
+                    if score > best_score:
+                        best_score, best_step, since_best = score, step, 0
+                        if config.checkpoint_rule == "best-val":
+                            best_state = copy.deepcopy({k: v.detach().cpu() for k, v in unwrapped.state_dict().items()})
+                    else:
+                        since_best += 1
+                    model.train()
+                evaluations.append(row)
                 bar.set_postfix(loss=f"{row['total']:.3f}")
-        epoch_row = {"epoch": epoch, **{k: float(np.mean([r[k] for r in step_rows if r["epoch"] == epoch]))
-                                         for k in step_rows[-1] if k not in ("step", "epoch")}}
-        if val_data is not None:
-            metrics = evaluate(accelerator.unwrap_model(model), val_data, views=("joint",),
-                               batch_size=config.eval_batch_size)
-            epoch_row.update({f"val/{k}": v for k, v in metrics.items()})
-            score = metrics.get(f"joint/{config.select_metric}", metrics["joint/accuracy"])
-            if config.checkpoint_rule == "best-val" and score > best_score:
-                best_score, best_epoch = score, epoch
-                best_state = copy.deepcopy({k: v.detach().cpu() for k, v in
-                                            accelerator.unwrap_model(model).state_dict().items()})
-        epoch_rows.append(epoch_row)
+                if config.report_to:
+                    accelerator.log({k: v for k, v in row.items() if k != "step"}, step=step)
+                if on_evaluate is not None:
+                    on_evaluate(row, unwrapped)
+                    model.train()
+                if config.patience is not None and val_data is not None and since_best >= config.patience:
+                    stopped_early = True
+            if step >= total_steps or stopped_early:
+                break
     bar.close()
-    unwrapped = accelerator.unwrap_model(model)
+    if config.report_to:
+        accelerator.end_training()
     if config.checkpoint_rule == "last" or best_state is None:
-        best_epoch = config.epochs
+        best_step = step
     else:
         unwrapped.load_state_dict(best_state)
-    result = TrainResult(unwrapped, pd.DataFrame(step_rows), pd.DataFrame(epoch_rows), best_epoch,
-                         config.checkpoint_rule if val_data is not None else "last",
-                         time.perf_counter() - start)
+    step_log = _to_rows(step_terms, first_step=1)
+    step_log.insert(1, "lr", learning_rates)
+    result = TrainResult(unwrapped, step_log, pd.DataFrame(evaluations), best_step,
+                         step, steps_per_epoch, config.checkpoint_rule if val_data is not None else "last",
+                         time.perf_counter() - start, stopped_early)
     if run_dir is not None and accelerator.is_main_process:
         write_run(result, run_dir, method, config)
     return result
 
 
+def _to_rows(terms: list[dict[str, torch.Tensor]], first_step: int) -> pd.DataFrame:
+    """Per-step loss terms as a frame (one host transfer for all of them)."""
+    if not terms:
+        return pd.DataFrame({"step": []})
+    names = list(terms[0])
+    values = torch.stack([torch.stack([t[n].float() for n in names]) for t in terms]).cpu().numpy()
+    frame = pd.DataFrame(values, columns=names)
+    frame.insert(0, "step", range(first_step, first_step + len(terms)))
+    return frame
+
+
+def _flat_config(config: TrainConfig, method) -> dict:
+    described = {f"method/{k}": v for k, v in method.describe().items()}
+    return {k: v for k, v in {**dataclasses.asdict(config), **described}.items()
+            if isinstance(v, (int, float, str, bool))}
+
+
 def write_run(result: TrainResult, run_dir: str | Path, method, config: TrainConfig) -> Path:
-    """Per-run files: ``steps.csv`` / ``epochs.csv`` (every loss term), ``run.json``, and the checkpoint."""
+    """Per-run files: ``steps.csv`` / ``evaluations.csv`` (every loss term), ``run.json``, the checkpoint."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     result.steps.to_csv(run_dir / "steps.csv", index=False)
-    result.epochs.to_csv(run_dir / "epochs.csv", index=False)
-    info = {"method": method.describe(), "config": dataclasses.asdict(config), "best_epoch": result.best_epoch,
+    result.evaluations.to_csv(run_dir / "evaluations.csv", index=False)
+    info = {"method": method.describe(), "config": dataclasses.asdict(config), "best_step": result.best_step,
+            "best_epoch": result.best_epoch, "trained_steps": result.trained_steps,
+            "trained_epochs": result.trained_epochs, "stopped_early": result.stopped_early,
             "checkpoint_rule": result.checkpoint_rule, "train_seconds": result.train_seconds}
     (run_dir / "run.json").write_text(json.dumps(info, indent=2, default=str))
     if hasattr(result.model, "save"):

@@ -33,6 +33,7 @@ from collections.abc import Mapping
 import torch
 import torch.nn.functional as F
 
+from ..losses.ce import fill_unlabelled
 from ..views import AUX_VIEWS, VIEW_WITHOUT, VIEWS, check_views
 
 __all__ = ["METHODS", "DIVERGENCES", "NORMALIZATIONS", "js_divergence", "kl_divergence", "instance_weights"]
@@ -108,7 +109,7 @@ def instance_weights(teacher_logits: Mapping[str, torch.Tensor], labels: torch.T
         if labels is None or labels.dim() != 1 or labels.shape[0] != shape[0]:
             got = None if labels is None else tuple(labels.shape)
             raise ValueError(f"method='confidence' needs labels of shape [B] = [{shape[0]}], got {got}")
-        idx = labels.long().unsqueeze(1)
+        idx = fill_unlabelled(labels.long(), teacher_logits["joint"]).unsqueeze(1)
         scores = {m: log_p[m].gather(1, idx).squeeze(1).exp() for m in AUX_VIEWS}
 
     if norm == "joint":

@@ -28,6 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call
 
+from ..losses.ce import fill_unlabelled
 from ..losses.kd import kd_loss
 from ..views import AUX_VIEWS, check_views
 
@@ -47,11 +48,13 @@ def weight_features(student_logits: Mapping[str, torch.Tensor], teacher_logits: 
 
     :math:`\log(1 + \mathcal{L}_{KD,text})`, :math:`\log(1 + \mathcal{L}_{KD,image})` (per-sample KD of the
     student against the teacher at ``temperature``, log-compressed so its scale stays near the others) and
-    the teacher's confidence in the true label :math:`p^t_v(y)` for the text, image and joint views.
+    the teacher's confidence in the true label :math:`p^t_v(y)` for the text, image and joint views (on an
+    unlabelled row, in the teacher's joint prediction).
     """
     check_views(student_logits, "student_logits")
     check_views(teacher_logits, "teacher_logits")
-    idx = labels.long().unsqueeze(1)
+    # unlabelled rows of a transfer set: the teacher's own prediction stands in for the label
+    idx = fill_unlabelled(labels.long(), teacher_logits["joint"]).unsqueeze(1)
     cols = [torch.log1p(kd_loss(student_logits[m].detach(), teacher_logits[m], temperature, reduction="none"))
             for m in AUX_VIEWS]
     cols += [F.softmax(teacher_logits[v].detach().float(), dim=-1).gather(1, idx).squeeze(1)

@@ -1,0 +1,53 @@
+"""Mini-batches without per-row Python work.
+
+A ``DataLoader`` over an in-memory :class:`~mmkd_core.data.encoding.EncodedDataset` builds one dict per
+row and stacks them again: for a 2-layer student on a CPU that costs more than a tenth of the step.
+:func:`iterate_batches` slices the dataset's tensors with one index per batch instead. Datasets that
+decode per batch (``LazyDataset``, real images) keep the ``DataLoader`` path, with worker processes and
+pinned memory on CUDA.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+
+
+def has_tensors(dataset) -> bool:
+    """True for datasets that hold every row as tensors (``dataset.tensors``: name → [N, ...])."""
+    return isinstance(getattr(dataset, "tensors", None), dict)
+
+
+def batch_order(n: int, shuffle: bool, generator: torch.Generator | None) -> torch.Tensor:
+    return torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+
+
+def iterate_batches(dataset, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None,
+                    seed: int = 0, num_workers: int = 0, pin_memory: bool = False) -> Iterator[dict]:
+    """Batches of ``dataset`` as dicts of tensors; shuffled with ``generator`` (or ``seed``) when asked.
+
+    One pass (an epoch). The last batch may be smaller. The order only depends on the generator's state,
+    so two runs with the same seed see the same batches.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if generator is None and shuffle:
+        generator = torch.Generator().manual_seed(seed)
+    if has_tensors(dataset):
+        order = batch_order(len(dataset), shuffle, generator)
+        for start in range(0, len(order), batch_size):
+            index = order[start:start + batch_size]
+            batch = {key: value[index] for key, value in dataset.tensors.items()}
+            if pin_memory:
+                batch = {key: value.pin_memory() for key, value in batch.items()}
+            yield batch
+        return
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
+                                         collate_fn=getattr(dataset, "collate_fn", None),
+                                         num_workers=num_workers, pin_memory=pin_memory,
+                                         persistent_workers=False)
+    yield from loader
+
+
+def num_batches(dataset, batch_size: int) -> int:
+    return -(-len(dataset) // batch_size)

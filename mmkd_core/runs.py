@@ -1,0 +1,225 @@
+"""Running many student runs: a cache of finished runs, and worker processes for independent ones.
+
+**Run cache.** A finished run is stored under ``data/run-cache/<key>/`` where the key hashes everything
+that defines it: the experiment configuration, the teacher (its weights' fingerprint), the method and its
+arguments, the seed, the student's data (labelled rows or transfer set) and a hash of the package source
+that trains it. Asking for the same run again loads it; changing any part of the key trains anew. An
+entry is written to a temporary folder and renamed into place, and it is read back in full before it is
+trusted: a partial or corrupt entry is trained again. ``MMKD_FRESH=1`` ignores the cache (and rewrites it).
+
+**Workers.** :func:`run_grid` sends the runs the cache does not hold to ``workers`` processes, each on one
+CPU thread (these 2-layer students are too small for a second thread to pay, so independent runs in
+parallel use the cores better). Every run, serial or parallel, trains on one thread, so a result is
+bit-identical whichever path trained it (tested). Workers start by ``spawn``: a forked copy of a process
+that already ran OpenMP kernels can hang.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+import traceback
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from .data import default_data_dir
+from .experiments import ExperimentConfig, ExperimentData, run_student, slug
+from .models.multimodal import MultimodalClassifier
+from .training.cache import TeacherCache
+from .training.methods import make_method
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+# The source that decides what a run computes; reports, plots and drivers are left out on purpose.
+TRAINING_SOURCES = ("data", "evaluation", "losses", "models", "training", "weighting", "views.py",
+                    "experiments.py", "runs.py")
+LOG_FRAMES = ("step_log", "evaluation_log", "weights")
+
+
+def source_hash() -> str:
+    """SHA-1 of the package source that trains a run (any edit there invalidates cached runs)."""
+    digest = hashlib.sha1()
+    for entry in TRAINING_SOURCES:
+        path = PACKAGE_DIR / entry
+        files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
+        for file in files:
+            digest.update(str(file.relative_to(PACKAGE_DIR)).encode())
+            digest.update(file.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def default_workers() -> int:
+    """One worker per physical core (falls back to the logical count)."""
+    try:
+        import psutil
+
+        cores = psutil.cpu_count(logical=False)
+    except ImportError:  # psutil comes with jupyter; without it, count logical CPUs
+        cores = None
+    return max(1, cores or os.cpu_count() or 1)
+
+
+def fresh() -> bool:
+    return os.environ.get("MMKD_FRESH", "0") == "1"
+
+
+@dataclasses.dataclass
+class RunSpec:
+    """One student run of a grid: what to train, with which seed, on which data."""
+
+    label: str
+    method: str
+    seed: int
+    kwargs: dict = dataclasses.field(default_factory=dict)
+    data: str = "labelled"
+
+    @classmethod
+    def from_dict(cls, spec: dict, seed: int) -> "RunSpec":
+        unknown = set(spec) - {"label", "method", "kwargs", "data"}
+        if unknown or "label" not in spec or "method" not in spec:
+            raise ValueError(f"a run spec is a dict with 'label', 'method' and optional 'kwargs', 'data'; "
+                             f"got keys {sorted(spec)}")
+        return cls(spec["label"], spec["method"], seed, dict(spec.get("kwargs") or {}), spec.get("data", "labelled"))
+
+
+def run_key(spec: RunSpec, config: ExperimentConfig, teacher_cache: TeacherCache | None,
+            eval_views: Iterable[str] = ("joint",)) -> str:
+    method = make_method(spec.method, **spec.kwargs)  # normalised: defaults filled in, bad kwargs rejected here
+    fields = {"config": dataclasses.asdict(config), "method": method.describe(), "seed": spec.seed,
+              "data": spec.data, "eval_views": list(eval_views), "source": source_hash(),
+              "teacher": teacher_cache.teacher_key if (teacher_cache is not None and method.needs_teacher) else None}
+    return hashlib.sha1(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def cache_root() -> Path:
+    return default_data_dir() / "run-cache"
+
+
+# ---------------------------------------------------------------- one entry on disk
+def save_entry(row: dict[str, Any], folder: Path) -> None:
+    """Write a finished run atomically: a temporary folder renamed into place, ``complete`` written last."""
+    folder = Path(folder)
+    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    scalars = {k: v for k, v in row.items() if k not in LOG_FRAMES and k != "model"}
+    (tmp / "row.json").write_text(json.dumps(scalars, default=float))
+    for name in LOG_FRAMES:
+        if isinstance(row.get(name), pd.DataFrame):
+            row[name].to_csv(tmp / f"{name}.csv", index=False)
+    if isinstance(row.get("model"), MultimodalClassifier):
+        row["model"].save(tmp / "model")
+    (tmp / "complete").write_text("ok\n")
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+
+
+def load_entry(folder: Path, keep_model: bool) -> dict[str, Any] | None:
+    """The cached row, or None when the entry is missing, partial or unreadable (then it is retrained)."""
+    folder = Path(folder)
+    if not (folder / "complete").exists():
+        return None
+    try:
+        row = json.loads((folder / "row.json").read_text())
+        for name in LOG_FRAMES:
+            if (folder / f"{name}.csv").exists():
+                row[name] = pd.read_csv(folder / f"{name}.csv")
+        if keep_model:
+            row["model"] = MultimodalClassifier.load(folder / "model")
+    except Exception:  # noqa: BLE001 - any damage means "not cached"; the run is trained again
+        return None
+    row["cached"] = True
+    return row
+
+
+# ---------------------------------------------------------------- training one run
+def _train_one(spec: RunSpec, config: ExperimentConfig, data: ExperimentData, teacher_cache,
+               run_root: str | None, eval_views: tuple[str, ...], threads: int) -> dict[str, Any]:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        row = run_student(spec.method, spec.seed, config, data, teacher_cache, method_kwargs=spec.kwargs,
+                          label=spec.label, keep_model=True, eval_views=eval_views, student_data=spec.data,
+                          run_dir=None if run_root is None else Path(run_root) / slug(spec.label) / f"seed{spec.seed}")
+    finally:
+        torch.set_num_threads(previous)
+    row["cached"] = False
+    return row
+
+
+_WORKER_STATE: dict[str, Any] = {}
+
+
+def _worker_init(config, data, teacher_cache, run_root, eval_views, threads):
+    _WORKER_STATE.update(config=config, data=data, teacher_cache=teacher_cache, run_root=run_root,
+                         eval_views=eval_views, threads=threads)
+
+
+def _worker_run(spec: RunSpec) -> dict[str, Any]:
+    state = _WORKER_STATE
+    try:
+        return _train_one(spec, state["config"], state["data"], state["teacher_cache"], state["run_root"],
+                          state["eval_views"], state["threads"])
+    except Exception as error:  # noqa: BLE001 - re-raised in the parent with the run's name
+        raise RuntimeError(f"run {spec.label!r} (method {spec.method!r}, seed {spec.seed}) failed in a worker: "
+                           f"{type(error).__name__}: {error}\n{traceback.format_exc()}") from None
+
+
+def run_grid(specs: list[dict], seeds: Iterable[int], config: ExperimentConfig, data: ExperimentData,
+             teacher_cache: TeacherCache | None, desc: str = "students", run_root: str | Path | None = None,
+             workers: int | None = None, use_cache: bool = True, eval_views: Iterable[str] = ("joint",),
+             threads_per_run: int = 1) -> list[dict]:
+    """Every spec (``{"label", "method", "kwargs", "data"}``) for every seed, one progress bar.
+
+    Rows come back in spec × seed order whatever finished first. The first seed's row of each spec keeps
+    its trained ``model`` (for throughput and figures). ``workers``: processes for the runs the cache does
+    not hold (None: one per physical core; 1: in this process). With ``run_root``, runs that are trained
+    also write their logs and checkpoint to ``<run_root>/<label>/seed<k>/``.
+    """
+    seeds = list(seeds)
+    runs = [RunSpec.from_dict(spec, seed) for spec in specs for seed in seeds]
+    first_seed = {spec["label"]: seeds[0] for spec in specs}
+    eval_views = tuple(eval_views)
+    keys = [run_key(run, config, teacher_cache, eval_views) for run in runs]
+    results: list[dict | None] = [None] * len(runs)
+    with tqdm(total=len(runs), desc=desc) as bar:
+        todo = []
+        for i, (run, key) in enumerate(zip(runs, keys)):
+            cached = None if (fresh() or not use_cache) else load_entry(cache_root() / key, keep_model=True)
+            if cached is not None:
+                results[i] = cached
+                bar.update(1)
+            else:
+                todo.append(i)
+        workers = min(default_workers() if workers is None else workers, len(todo))
+        root = None if run_root is None else str(run_root)
+
+        def finish(i: int, row: dict) -> None:
+            if use_cache:
+                save_entry(row, cache_root() / keys[i])
+            results[i] = row
+            bar.set_postfix_str(f"{runs[i].label} seed {runs[i].seed}")
+            bar.update(1)
+
+        if workers <= 1:
+            for i in todo:
+                finish(i, _train_one(runs[i], config, data, teacher_cache, root, eval_views, threads_per_run))
+        elif todo:
+            context = multiprocessing.get_context("spawn")
+            with concurrent.futures.ProcessPoolExecutor(
+                    workers, mp_context=context, initializer=_worker_init,
+                    initargs=(config, data, teacher_cache, root, eval_views, threads_per_run)) as pool:
+                futures = {pool.submit(_worker_run, runs[i]): i for i in todo}
+                for future in concurrent.futures.as_completed(futures):
+                    finish(futures[future], future.result())
+    for row, run in zip(results, runs):
+        if run.seed != first_seed[run.label]:
+            row.pop("model", None)
+    return results

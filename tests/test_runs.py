@@ -1,0 +1,88 @@
+"""The run cache and parallel grid: hits, misses after a change, damaged entries, workers = serial."""
+import pytest
+import torch
+
+from mmkd_core import runs
+from mmkd_core.experiments import ExperimentConfig, get_teacher, get_teacher_cache, prepare_data
+
+TINY_MODEL = {"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64}
+
+
+@pytest.fixture()
+def experiment(tmp_path, monkeypatch):
+    monkeypatch.setenv("MMKD_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("MMKD_FRESH", raising=False)
+    config = ExperimentConfig.preset("fast", "ve", dataset_options={"n_train": 96, "n_validation": 48, "n_test": 48},
+                                     n_labelled=32, teacher_overrides=TINY_MODEL, student_overrides=TINY_MODEL,
+                                     batch_size=32, student_max_steps=6, student_eval_every=3)
+    data = prepare_data(config)
+    teacher, _ = get_teacher(config, data, progress=False)
+    return config, data, get_teacher_cache(teacher, data, config)
+
+
+SPECS = [{"label": "CE", "method": "ce"},
+         {"label": "KD (transfer set)", "method": "kd", "kwargs": {"temperature": 2.0}, "data": "transfer"}]
+
+
+def _metrics(rows):
+    return [(r["method"], r["seed"], r["validation/accuracy"], r["test/accuracy"], r["best_step"]) for r in rows]
+
+
+def test_second_request_loads_the_cached_run(experiment):
+    config, data, cache = experiment
+    first = runs.run_grid(SPECS, [0], config, data, cache, workers=1)
+    second = runs.run_grid(SPECS, [0], config, data, cache, workers=1)
+    assert not any(r["cached"] for r in first) and all(r["cached"] for r in second)
+    assert _metrics(first) == _metrics(second)
+    assert isinstance(second[0]["model"], torch.nn.Module)  # the first seed keeps its model, from the cache too
+    assert list(second[1]["step_log"].columns) == list(first[1]["step_log"].columns)
+
+
+def test_any_change_to_the_key_trains_anew(experiment):
+    config, data, cache = experiment
+    base = runs.run_key(runs.RunSpec("KD", "kd", 0, {"temperature": 2.0}, "transfer"), config, cache)
+    changed = [runs.run_key(runs.RunSpec("KD", "kd", 1, {"temperature": 2.0}, "transfer"), config, cache),
+               runs.run_key(runs.RunSpec("KD", "kd", 0, {"temperature": 4.0}, "transfer"), config, cache),
+               runs.run_key(runs.RunSpec("KD", "kd", 0, {"temperature": 2.0}, "labelled"), config, cache),
+               runs.run_key(runs.RunSpec("KD", "kd", 0, {"temperature": 2.0}, "transfer"),
+                            config.replace(student_lr=1e-3), cache)]
+    assert len({base, *changed}) == 5
+    # the label is a name, not part of what is trained; default arguments normalise away
+    assert runs.run_key(runs.RunSpec("other name", "kd", 0, {"temperature": 2.0, "alpha": 0.5}, "transfer"),
+                        config, cache) == base
+
+
+def test_a_damaged_entry_is_trained_again(experiment):
+    config, data, cache = experiment
+    first = runs.run_grid(SPECS[:1], [0], config, data, cache, workers=1)
+    key = runs.run_key(runs.RunSpec.from_dict(SPECS[0], 0), config, cache)
+    folder = runs.cache_root() / key
+    (folder / "row.json").write_text("{ not json")
+    again = runs.run_grid(SPECS[:1], [0], config, data, cache, workers=1)
+    assert not again[0]["cached"] and _metrics(again) == _metrics(first)
+    (folder / "complete").unlink()  # a partial entry: written, never finished
+    assert runs.load_entry(folder, keep_model=False) is None
+
+
+def test_fresh_ignores_the_cache(experiment, monkeypatch):
+    config, data, cache = experiment
+    runs.run_grid(SPECS[:1], [0], config, data, cache, workers=1)
+    monkeypatch.setenv("MMKD_FRESH", "1")
+    assert not runs.run_grid(SPECS[:1], [0], config, data, cache, workers=1)[0]["cached"]
+
+
+def test_parallel_workers_give_bit_identical_results(experiment):
+    config, data, cache = experiment
+    serial = runs.run_grid(SPECS, [0, 1], config, data, cache, workers=1, use_cache=False)
+    parallel = runs.run_grid(SPECS, [0, 1], config, data, cache, workers=2, use_cache=False)
+    assert _metrics(serial) == _metrics(parallel)
+    for a, b in zip(serial, parallel):
+        assert a["step_log"].equals(b["step_log"])
+
+
+def test_a_failing_worker_names_its_run(experiment):
+    config, data, cache = experiment
+    bad = [{"label": "broken MSD", "method": "msd", "kwargs": {"weighting": "meta"}, "data": "transfer"}]
+    with pytest.raises(RuntimeError, match="broken MSD"):
+        runs.run_grid(bad, [0, 1], config, data.__class__(**{**data.__dict__, "validation": None}), cache,
+                      workers=2, use_cache=False)
