@@ -13,6 +13,7 @@ Usage: ``python -m mmkd_core.reproduce --config reproduce.yaml [--only 00 02]``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import sys
@@ -122,8 +123,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reports", default=str(REPO / "reports"))
     args = parser.parse_args(argv)
 
-    # The notebooks' kernels inherit this: with it, and only with it, notebooks write to reports/.
+    with reproduction_environment():
+        return _run(args)
+
+
+@contextlib.contextmanager
+def reproduction_environment():
+    """``MMKD_REPRODUCE=1`` while inside: the kernels papermill starts inherit it, and with it (only with
+    it) notebooks write to reports/. Restored afterwards, so a caller's later runs are ad hoc again."""
+    previous = os.environ.get(REPRODUCE_ENV)
     os.environ[REPRODUCE_ENV] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(REPRODUCE_ENV, None)
+        else:
+            os.environ[REPRODUCE_ENV] = previous
+
+
+def _run(args: argparse.Namespace) -> int:
     plan = load_plan(Path(args.config))
     if args.only:
         plan = [e for e in plan if prefix_of(Path(e["path"]).name) in args.only]

@@ -31,3 +31,12 @@ def test_first_output_says_where_outputs_go(tmp_path, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert out.count("tables and figures of this run go to") == 1 and str(tmp_path) in out
     assert (tmp_path / "tables" / "u.md").is_file()
+
+
+def test_reproduce_marks_only_its_own_kernels(monkeypatch):
+    from mmkd_core import reproduce
+
+    monkeypatch.delenv(reporting.REPRODUCE_ENV, raising=False)
+    with reproduce.reproduction_environment():
+        assert reporting.is_reproduction()
+    assert not reporting.is_reproduction()
