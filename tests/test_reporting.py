@@ -21,7 +21,7 @@ def test_default_reports_dir(monkeypatch, fast, reproduce, expected):
 
 def test_ad_hoc_outputs_are_git_ignored():
     ignored = (reporting.REPO_ROOT / ".gitignore").read_text().splitlines()
-    assert "reports/_scratch/" in ignored and "reports/_fast/" in ignored
+    assert "reports/_scratch/*" in ignored and "reports/_fast/" in ignored
 
 
 def test_first_output_says_where_outputs_go(tmp_path, capsys, monkeypatch):

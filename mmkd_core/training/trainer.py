@@ -28,6 +28,7 @@ from sklearn.metrics import roc_auc_score
 from tqdm.auto import tqdm
 
 from ..views import VIEWS
+from . import tracking
 from .cache import TeacherCache, weights_fingerprint
 
 CHECKPOINT_RULES = ("best-val", "last")
@@ -47,8 +48,10 @@ class TrainConfig:
     eval_batch_size: int = 512
     progress: bool = True
     cpu: bool | None = None  # None: use CUDA when available
+    report_to: str | None = None  # "tensorboard": live curves under data/runs (see training/tracking.py)
 
     def __post_init__(self) -> None:
+        tracking.check_report_to(self.report_to)
         if self.checkpoint_rule not in CHECKPOINT_RULES:
             raise ValueError(f"unknown checkpoint_rule {self.checkpoint_rule!r}; accepted: {list(CHECKPOINT_RULES)}")
         if self.select_metric not in ("accuracy", "auroc"):
@@ -71,9 +74,10 @@ class TrainResult:
                 f"{len(self.epochs)}), training time {self.train_seconds:.1f} s")
 
 
-def make_accelerator(cpu: bool | None = None) -> Accelerator:
+def make_accelerator(cpu: bool | None = None, report_to: str | None = None) -> Accelerator:
     use_cpu = (not torch.cuda.is_available()) if cpu is None else cpu
-    return Accelerator(cpu=use_cpu, mixed_precision="no" if use_cpu else "bf16")
+    return Accelerator(cpu=use_cpu, mixed_precision="no" if use_cpu else "bf16",
+                       **tracking.accelerator_options(report_to))
 
 
 def _loader(dataset, batch_size: int, shuffle: bool, seed: int = 0) -> torch.utils.data.DataLoader:
@@ -185,7 +189,7 @@ def train(model: torch.nn.Module, method, train_data, val_data=None, config: Tra
         raise ValueError(f"teacher predicts {teacher_cache.logits['joint'].shape[1]} classes, the student "
                          f"{model.num_labels}; they must share the label set")
 
-    accelerator = make_accelerator(config.cpu)
+    accelerator = make_accelerator(config.cpu, config.report_to)
     train_loader = _loader(train_data, config.batch_size, shuffle=True, seed=config.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     total_steps = config.epochs * len(train_loader)
@@ -204,6 +208,7 @@ def train(model: torch.nn.Module, method, train_data, val_data=None, config: Tra
     best_score, best_epoch, best_state = -math.inf, 0, None
     start = time.perf_counter()
     label = description or method.name
+    tracking.start(accelerator, config, label)
     # after prepare() the loader yields this process's shard; the scheduler counts global steps
     bar = tqdm(total=config.epochs * len(train_loader), desc=label,
                disable=not config.progress or not accelerator.is_main_process)
@@ -219,6 +224,7 @@ def train(model: torch.nn.Module, method, train_data, val_data=None, config: Tra
             row = {"step": step, "epoch": epoch, "lr": schedule.get_last_lr()[0]}
             row.update({k: float(v.detach()) for k, v in losses.items()})
             step_rows.append(row)
+            tracking.log_step(accelerator, config, row, step)
             bar.update(1)
             if step % 10 == 0:
                 bar.set_postfix(loss=f"{row['total']:.3f}")
@@ -234,7 +240,9 @@ def train(model: torch.nn.Module, method, train_data, val_data=None, config: Tra
                 best_state = copy.deepcopy({k: v.detach().cpu() for k, v in
                                             accelerator.unwrap_model(model).state_dict().items()})
         epoch_rows.append(epoch_row)
+        tracking.log_epoch(accelerator, config, epoch_row, step)
     bar.close()
+    tracking.end(accelerator, config)
     unwrapped = accelerator.unwrap_model(model)
     if config.checkpoint_rule == "last" or best_state is None:
         best_epoch = config.epochs
