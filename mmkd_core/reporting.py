@@ -72,8 +72,34 @@ def save_table(df: pd.DataFrame, name: str, reports_dir=None, index: bool = Fals
     return md_path
 
 
-def save_figure(fig, name: str, reports_dir=None, dpi: int = 120) -> Path:
-    """Write a matplotlib figure to ``figures/<name>.png``."""
+CAPTION_KEY = "Description"  # the PNG text field that holds a figure's one-line caption
+
+
+def save_figure(fig, name: str, reports_dir=None, dpi: int = 120, caption: str | None = None) -> Path:
+    """Write a matplotlib figure to ``figures/<name>.png``.
+
+    ``caption`` (default: the figure's suptitle, else its first panel title) is stored inside the PNG,
+    where ``make reproduce`` reads it to say in one line what each figure of reports/README.md shows.
+    """
     path = _target(reports_dir, "figures", name, ".png")
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    caption = caption if caption is not None else _title_of(fig)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight", metadata={CAPTION_KEY: caption} if caption else None)
     return path
+
+
+def _title_of(fig) -> str:
+    suptitle = getattr(fig, "_suptitle", None)
+    titles = [suptitle.get_text()] if suptitle is not None else []
+    titles += [ax.get_title() for ax in fig.axes]
+    return next((" ".join(t.split()) for t in titles if t and t.strip()), "")
+
+
+def figure_caption(path: str | os.PathLike) -> str:
+    """The one-line caption :func:`save_figure` stored in a PNG ("" when it has none or is no PNG)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return str(getattr(image, "text", {}).get(CAPTION_KEY, ""))
+    except OSError:  # not an image (PIL's UnidentifiedImageError is an OSError): the index still lists it
+        return ""

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from .reporting import REPRODUCE_ENV
+from .reporting import REPRODUCE_ENV, figure_caption
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -79,7 +79,8 @@ def write_index(reports: Path, notebooks: list[str], timings: dict[str, float]) 
         if executed.exists():
             lines += [f"Executed copy: [executed/{executed.name}](executed/{executed.name})", ""]
         lines += [f"- table: [{t.stem}](tables/{t.name}) ([csv](tables/{t.stem}.csv))" for t in tables]
-        lines += [f"- figure: [{f.stem}](figures/{f.name})" for f in figures]
+        lines += [f"- figure: [{f.stem}](figures/{f.name})" + (f": {c}" if (c := figure_caption(f)) else "")
+                  for f in figures]
         lines.append("")
     path = reports / "README.md"
     path.write_text("\n".join(lines))

@@ -40,3 +40,22 @@ def test_reproduce_marks_only_its_own_kernels(monkeypatch):
     with reproduce.reproduction_environment():
         assert reporting.is_reproduction()
     assert not reporting.is_reproduction()
+
+
+def test_figure_captions_reach_the_reports_index(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mmkd_core import reproduce
+
+    fig, ax = plt.subplots()
+    ax.set_title("label balance per split")
+    reporting.save_figure(fig, "02_titled", tmp_path)
+    reporting.save_figure(fig, "02_captioned", tmp_path, caption="what the bars show, in one line")
+    plt.close(fig)
+    assert reporting.figure_caption(tmp_path / "figures" / "02_titled.png") == "label balance per split"
+    index = reproduce.write_index(tmp_path, ["notebooks/02_vanilla_multimodal_kd.ipynb"], {}).read_text()
+    assert "(figures/02_captioned.png): what the bars show, in one line" in index
+    assert "(figures/02_titled.png): label balance per split" in index
