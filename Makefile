@@ -30,7 +30,8 @@ test-notebooks: $(STAMP)
 reproduce: $(STAMP)
 	$(PY) -m mmkd_core.reproduce --config reproduce.yaml
 
-## make bench: the efficiency benchmark (step times, throughput) into reports/
+## make bench: the efficiency benchmark (step times, throughput); tables go to reports/_scratch/, as for every
+## run outside make reproduce (python -m mmkd_core.bench --reports-dir DIR chooses another folder)
 bench: $(STAMP)
 	$(PY) -m mmkd_core.bench
 
