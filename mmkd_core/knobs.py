@@ -11,9 +11,9 @@ from typing import Iterable
 
 import matplotlib.pyplot as plt
 import pandas as pd
-import seaborn as sns
 from tqdm.auto import tqdm
 
+from . import plots
 from .experiments import ExperimentConfig, prepare_data, run_student
 
 VIEW_LABELS = {"joint": "text + image", "text": "text only", "image": "image only"}
@@ -53,12 +53,13 @@ def _view_accuracy(row: dict, view: str) -> float:
 def plot_knob_study(frame: pd.DataFrame, knob_label: str = "setting"):
     frame = frame.copy()
     frame["setting"] = frame.apply(lambda r: f"text {r['text_cue']:.1f} / image {r['image_cue']:.1f}", axis=1)
-    fig, ax = plt.subplots(figsize=(7, 3.4))
-    sns.barplot(frame, x="setting", y="accuracy", hue="view", ax=ax, errorbar=("ci", 95))
-    ax.axhline(frame["chance"].iloc[0], color="grey", ls=":", label="chance")
+    fig, ax = plt.subplots(figsize=(8, 3.4))
+    # mean ± t 95% CI over seeds with one dot per seed (seaborn's bootstrap CI is unseeded)
+    plots.grouped_bars(frame, x="setting", hue="view", y="accuracy", ax=ax, label="test accuracy")
+    ax.axhline(100 * frame["chance"].iloc[0], color="grey", ls=":", label="chance")
     ax.set_xlabel(knob_label)
-    ax.set_ylim(0, 1)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.set_ylim(0, 100)
+    plots.legend_outside(ax, title="input view")
     ax.set_title("test accuracy by input view, per knob setting")
     fig.tight_layout()
     return fig

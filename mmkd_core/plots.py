@@ -1,25 +1,111 @@
-"""Figures the notebooks share (matplotlib / seaborn); each returns the Figure so notebooks can save it."""
+"""Figures the notebooks share, in one style; each returns the Figure so notebooks can save it.
+
+The figure standard of the collection, set here once:
+
+- :func:`use_style` (applied on import): one palette, readable font sizes, no top/right spines;
+- accuracies are shown in percent on axes labelled in words with their unit (:func:`percent_axis`);
+- bars start at 0 (an untruncated axis), and wherever an interval is drawn, the per-seed values are drawn
+  as dots on it (:func:`bar_with_ci`, :func:`grouped_bars`);
+- intervals are Student-t 95% CIs over seeds (:func:`mmkd_core.evaluation.stats.mean_ci`), never
+  seaborn's bootstrap, whose resampling is unseeded and made two identical runs draw different figures;
+- legends sit outside the data (:func:`legend_outside`); panels compared by colour share one colour
+  scale and one colorbar (:func:`shared_colorbar`).
+"""
 from __future__ import annotations
 
 import math
 from typing import Iterable, Sequence
 
+import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.ticker import PercentFormatter
+
+from .evaluation.stats import mean_ci
+
+PALETTE = sns.color_palette("deep")
+STYLE = {
+    "font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "xtick.labelsize": 8, "ytick.labelsize": 8,
+    "legend.fontsize": 8, "legend.title_fontsize": 8, "legend.frameon": False,
+    "axes.spines.top": False, "axes.spines.right": False,
+    "axes.prop_cycle": mpl.cycler(color=PALETTE), "image.cmap": "viridis",
+    "savefig.dpi": 120, "savefig.bbox": "tight",
+}
+DOT_STYLE = dict(color="black", s=10, zorder=3, linewidths=0)  # per-seed values on bars
+
+
+def use_style() -> None:
+    """Apply the collection's figure style (:data:`STYLE`) to matplotlib. Called once on import."""
+    mpl.rcParams.update(STYLE)
+
+
+def words(key: str) -> str:
+    """A logged key in words: ``"validation/accuracy"`` -> ``"validation accuracy"``."""
+    return key.replace("/", " ").replace("_", " ")
+
+
+def percent_axis(ax, label: str, axis: str = "y", xmax: float = 100.0, decimals: int = 0) -> None:
+    """Label ``axis`` in words with "(%)" and write its ticks as percentages.
+
+    ``xmax`` is the data value that means 100%: 100 for data already in percent, 1 for fractions.
+    """
+    label = words(label)
+    label = label if label.rstrip().endswith("(%)") else f"{label} (%)"
+    target = ax.yaxis if axis == "y" else ax.xaxis
+    target.set_major_formatter(PercentFormatter(xmax=xmax, decimals=decimals))
+    target.set_label_text(label)
+
+
+def legend_outside(ax, title: str | None = None, **legend_options):
+    """The axes' legend to the right of the plot, where it cannot hide data (None when nothing is labelled)."""
+    handles, labels = ax.get_legend_handles_labels()
+    if not handles:
+        return None
+    return ax.legend(handles, labels, title=title, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                     borderaxespad=0.0, **legend_options)
+
+
+def shared_colorbar(fig, axes, mappable, label: str):
+    """One colour scale and one colorbar for panels compared by colour.
+
+    Every image and colour mesh in ``axes`` takes ``mappable``'s colour scale (norm and colormap), so a
+    cell reads the same on every panel; the colorbar, labelled ``label``, spans all of them. Call it after
+    the panels are drawn (and after ``tight_layout``, which would squeeze the colorbar).
+    """
+    axes = list(np.ravel(axes))
+    for ax in axes:
+        for artist in [*ax.images, *ax.collections]:
+            if isinstance(artist, mpl.cm.ScalarMappable) and artist.get_array() is not None:
+                artist.set_norm(mappable.norm)
+                artist.set_cmap(mappable.cmap)
+    return fig.colorbar(mappable, ax=axes, label=label, shrink=0.9)
+
+
+def _bar_limits(ax, highest: float, percent: bool) -> None:
+    # Bars start at 0: a truncated axis turns small differences into large-looking ones.
+    top = highest * 1.08 if highest > 0 else 1.0
+    ax.set_ylim(0, min(100.0, top) if percent and highest <= 100 else top)
+
+
+def _dots(ax, x: float, values: np.ndarray, width: float) -> None:
+    # Fixed (not random) horizontal offsets: the figure is the same on every run.
+    offsets = np.linspace(-width / 4, width / 4, len(values)) if len(values) > 1 else np.zeros(1)
+    ax.scatter(x + offsets, values, **DOT_STYLE)
 
 
 def sample_grid(dataset, n: int = 12, columns: int = 4, width: int = 32):
     """Images with their statement (wrapped) and label name, in a grid."""
     names = dataset.features["label"].names
     rows = math.ceil(n / columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(columns * 2.6, rows * 2.9))
+    # constrained layout makes room for each title's lines, so a title never runs into the image above
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 2.6, rows * 3.2), layout="constrained")
     for ax, i in zip(np.ravel(axes), range(n)):
         row = dataset[i]
         ax.imshow(row["image"], interpolation="nearest")
-        words, lines, line = row["text"].split(), [], ""
-        for word in words:
+        line_words, lines, line = row["text"].split(), [], ""
+        for word in line_words:
             if len(line) + len(word) > width // 1.3:
                 lines.append(line)
                 line = ""
@@ -29,27 +115,68 @@ def sample_grid(dataset, n: int = 12, columns: int = 4, width: int = 32):
         ax.axis("off")
     for ax in np.ravel(axes)[n:]:
         ax.axis("off")
-    fig.tight_layout()
+    return fig
+
+
+def grouped_bars(frame: pd.DataFrame, x: str, hue: str, y: str, ax=None, order: Sequence[str] | None = None,
+                 hue_order: Sequence[str] | None = None, scale: float = 100.0, label: str | None = None,
+                 legend_title: str | None = None):
+    """Bars of the mean of ``y`` per (``x``, ``hue``), with a t 95% CI and one dot per row when a group
+    has several rows (seeds); a percent axis from 0 when ``scale`` is 100 (fractions shown in %)."""
+    order = list(order) if order is not None else list(dict.fromkeys(frame[x]))
+    hue_order = list(hue_order) if hue_order is not None else list(dict.fromkeys(frame[hue]))
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(1.2 + 0.5 * len(order) * len(hue_order), 3.2))
+    else:
+        fig = ax.figure
+    width = 0.8 / len(hue_order)
+    highest = 0.0
+    for j, level in enumerate(hue_order):
+        for i, group_key in enumerate(order):
+            values = frame.loc[(frame[x] == group_key) & (frame[hue] == level), y].dropna().to_numpy() * scale
+            if len(values) == 0:
+                continue
+            mean, half = mean_ci(values)
+            position = i - 0.4 + width * (j + 0.5)
+            ax.bar(position, mean, width * 0.9, color=PALETTE[j % len(PALETTE)], label=level if i == 0 else None,
+                   yerr=None if math.isnan(half) else half, capsize=3, error_kw=dict(lw=1))
+            if len(values) > 1:
+                _dots(ax, position, values, width)
+            highest = max(highest, mean + (0 if math.isnan(half) else half), float(values.max()))
+    ax.set_xticks(range(len(order)), order)
+    ax.set_xlabel(words(x))
+    if scale == 100.0:
+        percent_axis(ax, label or words(y))
+    else:
+        ax.set_ylabel(label or words(y))
+    _bar_limits(ax, highest, scale == 100.0)
+    legend_outside(ax, title=legend_title or words(hue))
     return fig
 
 
 def label_balance(datasets_by_split: dict, title: str = "label balance per split"):
+    """Share of each label per split (bars, in %); returns the figure and the frame of fractions."""
     frames = []
     for split, ds in datasets_by_split.items():
         names = ds.features["label"].names
         counts = np.bincount(ds["label"], minlength=len(names))
         frames.append(pd.DataFrame({"split": split, "label": names, "fraction": counts / counts.sum()}))
     frame = pd.concat(frames)
-    fig, ax = plt.subplots(figsize=(6, 3))
-    sns.barplot(frame, x="label", y="fraction", hue="split", ax=ax)
+    fig, ax = plt.subplots(figsize=(6.5, 3))
+    grouped_bars(frame, x="label", hue="split", y="fraction", ax=ax, label="share of the split")
     ax.set_title(title)
     fig.tight_layout()
     return fig, frame
 
 
 def bar_with_ci(summary: pd.DataFrame, metric: str, ax=None, label: str | None = None, order: Sequence[str] | None = None,
-                scale: float = 100.0):
-    """Bars of ``<metric> mean`` with ``<metric> ci95`` whiskers, one per method (from ``summarize``)."""
+                scale: float = 100.0, runs: pd.DataFrame | None = None):
+    """Bars of ``<metric> mean`` with ``<metric> ci95`` whiskers, one per method (from ``summarize``).
+
+    ``runs`` (optional): the per-run rows (one per method × seed, with ``method`` and ``metric`` columns,
+    e.g. ``rows_frame(rows)``); each run is drawn as a dot on its method's bar. The y axis starts at 0 and,
+    with ``scale=100``, reads in percent, labelled ``label`` (default: ``metric`` in words).
+    """
     frame = summary.set_index("method").loc[list(order)] if order is not None else summary.set_index("method")
     if ax is None:
         fig, ax = plt.subplots(figsize=(1.0 + 0.9 * len(frame), 3.2))
@@ -57,11 +184,20 @@ def bar_with_ci(summary: pd.DataFrame, metric: str, ax=None, label: str | None =
         fig = ax.figure
     means = frame[f"{metric} mean"].to_numpy() * scale
     errors = np.nan_to_num(frame[f"{metric} ci95"].to_numpy() * scale)
-    ax.bar(range(len(frame)), means, yerr=errors, capsize=4, color=sns.color_palette("deep", len(frame)))
+    ax.bar(range(len(frame)), means, yerr=errors, capsize=4, color=[PALETTE[i % len(PALETTE)] for i in range(len(frame))], error_kw=dict(lw=1))
+    highest = float(np.max(means + errors)) if len(frame) else 0.0
+    if runs is not None:
+        for i, method in enumerate(frame.index):
+            values = runs.loc[runs["method"] == method, metric].dropna().to_numpy() * scale
+            if len(values):
+                _dots(ax, i, values, 0.8)
+                highest = max(highest, float(values.max()))
     ax.set_xticks(range(len(frame)), frame.index, rotation=30, ha="right")
-    ax.set_ylabel(label or metric)
-    low = max(0.0, float(np.min(means - errors)) - 5)
-    ax.set_ylim(low, min(100.0, float(np.max(means + errors)) + 3))
+    if scale == 100.0:
+        percent_axis(ax, label or metric)
+    else:
+        ax.set_ylabel(words(label or metric))
+    _bar_limits(ax, highest, scale == 100.0)
     fig.tight_layout()
     return fig
 
@@ -70,15 +206,27 @@ def loss_curves(runs: dict[str, pd.DataFrame], terms: Iterable[str] | None = Non
                 title: str = "training loss per term"):
     """One panel per run: every logged loss term per step (rolling mean over ``smooth`` steps)."""
     fig, axes = plt.subplots(1, len(runs), figsize=(4.2 * len(runs), 3.0), squeeze=False)
+    colors: dict[str, tuple] = {}  # one colour per term across panels, so one legend reads them all
+    handles: dict[str, object] = {}
     for ax, (name, steps) in zip(axes[0], runs.items()):
         columns = [c for c in steps.columns if c not in ("step", "epoch", "lr")]
         if terms is not None:
             columns = [c for c in columns if c in terms]
         for column in columns:
-            ax.plot(steps["step"], steps[column].rolling(smooth, min_periods=1).mean(), label=column)
+            color = colors.setdefault(column, PALETTE[len(colors) % len(PALETTE)])
+            # "total" is drawn wide and pale underneath: a term equal to it (CE alone) stays visible on top
+            style = dict(lw=3, alpha=0.35, zorder=1) if column == "total" else dict(lw=1.2, zorder=2)
+            (line,) = ax.plot(steps["step"], steps[column].rolling(smooth, min_periods=1).mean(), label=column,
+                              color=color, **style)
+            handles.setdefault(column, line)
         ax.set_title(name)
-        ax.set_xlabel("step")
-        ax.legend(fontsize=7)
+        ax.set_xlabel("optimisation step")
+        ax.set_ylabel(f"loss (mean of {smooth} steps)")
     fig.suptitle(title)
     fig.tight_layout()
+    fig.legend(list(handles.values()), list(handles), title="loss term", loc="upper left",
+               bbox_to_anchor=(1.0, 0.9))
     return fig
+
+
+use_style()

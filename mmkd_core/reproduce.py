@@ -2,15 +2,19 @@
 
 Parameters come from one version-controlled file (``reproduce.yaml``). Executed copies go to
 ``reports/executed/``; the notebooks themselves write tables to ``reports/tables/`` and figures to
-``reports/figures/``. A notebook that fails stops the run with a message naming it and its executed copy;
-reports written by earlier notebooks stay as they are. At the end, ``reports/README.md`` indexes every
-table and figure by the notebook that made it, with the time each notebook took.
+``reports/figures/`` (only here: the kernels get ``MMKD_REPRODUCE=1``, without which a notebook writes to
+``reports/_scratch/``; see :func:`mmkd_core.reporting.default_reports_dir`). A notebook that fails stops
+the run with a message naming it and its executed copy; reports written by earlier notebooks stay as they
+are. At the end, ``reports/README.md`` indexes every table and figure by the notebook that made it, with
+the time each notebook took.
 
 Usage: ``python -m mmkd_core.reproduce --config reproduce.yaml [--only 00 02]``
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import re
 import sys
 import time
@@ -18,7 +22,25 @@ from pathlib import Path
 
 import yaml
 
+from .reporting import REPRODUCE_ENV, figure_caption
+
 REPO = Path(__file__).resolve().parents[1]
+
+
+# ipykernel logs "Kernel is running over TCP without encryption" at WARNING on every start. papermill runs
+# the kernel on this machine's loopback interface, where the notice is noise for a user. The kernel app's
+# log level is its supported option for that: errors still show, and cell outputs (warnings too) are untouched.
+QUIET_KERNEL_ARGUMENTS = ("--IPKernelApp.log_level=ERROR",)
+
+
+def execute_notebook(source: str | os.PathLike, executed: str | os.PathLike, parameters: dict | None = None,
+                     **papermill_options) -> None:
+    """``papermill.execute_notebook`` in the notebook's folder with the python3 kernel, kernel notice quiet."""
+    import papermill
+
+    papermill.execute_notebook(str(source), str(executed), parameters=parameters or {},
+                               cwd=str(Path(source).parent), kernel_name="python3",
+                               extra_arguments=list(QUIET_KERNEL_ARGUMENTS), **papermill_options)
 
 
 def load_plan(config_path: Path) -> list[dict]:
@@ -57,7 +79,8 @@ def write_index(reports: Path, notebooks: list[str], timings: dict[str, float]) 
         if executed.exists():
             lines += [f"Executed copy: [executed/{executed.name}](executed/{executed.name})", ""]
         lines += [f"- table: [{t.stem}](tables/{t.name}) ([csv](tables/{t.stem}.csv))" for t in tables]
-        lines += [f"- figure: [{f.stem}](figures/{f.name})" for f in figures]
+        lines += [f"- figure: [{f.stem}](figures/{f.name})" + (f": {c}" if (c := figure_caption(f)) else "")
+                  for f in figures]
         lines.append("")
     path = reports / "README.md"
     path.write_text("\n".join(lines))
@@ -95,14 +118,32 @@ def update_readme(readme: Path, reports: Path) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import papermill
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(REPO / "reproduce.yaml"))
     parser.add_argument("--only", nargs="*", default=None, help="notebook number prefixes to run (e.g. 00 02)")
     parser.add_argument("--reports", default=str(REPO / "reports"))
     args = parser.parse_args(argv)
 
+    with reproduction_environment():
+        return _run(args)
+
+
+@contextlib.contextmanager
+def reproduction_environment():
+    """``MMKD_REPRODUCE=1`` while inside: the kernels papermill starts inherit it, and with it (only with
+    it) notebooks write to reports/. Restored afterwards, so a caller's later runs are ad hoc again."""
+    previous = os.environ.get(REPRODUCE_ENV)
+    os.environ[REPRODUCE_ENV] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(REPRODUCE_ENV, None)
+        else:
+            os.environ[REPRODUCE_ENV] = previous
+
+
+def _run(args: argparse.Namespace) -> int:
     plan = load_plan(Path(args.config))
     if args.only:
         plan = [e for e in plan if prefix_of(Path(e["path"]).name) in args.only]
@@ -121,9 +162,7 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
         start = time.perf_counter()
         try:
-            papermill.execute_notebook(str(source), str(executed), parameters=entry["parameters"],
-                                       cwd=str(source.parent), kernel_name="python3", progress_bar=True,
-                                       log_output=False)
+            execute_notebook(source, executed, entry["parameters"], progress_bar=True, log_output=False)
         except Exception as error:  # papermill raises PapermillExecutionError with the cell's traceback
             print(f"\nFAILED: notebook {entry['path']} (see its executed copy {executed}).\n"
                   f"Reports from the notebooks before it are unchanged.\n{type(error).__name__}: "

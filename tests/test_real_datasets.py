@@ -331,3 +331,19 @@ def test_empty_file(tmp_path):
     (root / "train.jsonl").write_text("\n")
     with pytest.raises(ValueError, match="no examples"):
         load("hateful_memes", "train", root=root)
+
+
+@pytest.mark.parametrize("name,option,value,accepted", [
+    ("hateful_memes", "phase", 1, "a str, one of"),
+    ("hateful_memes", "allow_unlabelled", "true", "a bool"),
+    ("hateful_memes", "allow_unlabelled", 1, "a bool"),
+    ("snli_ve", "image_dir", 5, "a folder path"),
+    ("nlvr", "image_index", "0", "an int in 0..5 or the str 'all'"),
+    ("nlvr", "image_index", 1.0, "an int in 0..5 or the str 'all'"),
+    ("nlvr2", "pair_mode", None, "a str, one of"),
+    ("nlvr2", "image_dir", ["images"], "a folder path"),
+    ("nlvr2", "root", 7, "a folder path"),
+])
+def test_wrong_option_types_name_the_option_and_the_type(tmp_path, name, option, value, accepted):
+    with pytest.raises(ValueError, match=rf"{option}=.*accepted: {re.escape(accepted)}"):
+        load(name, "train", **{"root": tmp_path, option: value})

@@ -158,3 +158,39 @@ def test_statement_type_says_nothing_about_the_label(task):
     for label in set(labels):
         shares = [np.mean(types[labels == label] == kind) for kind in kinds]
         assert max(abs(s - 1 / len(kinds)) for s in shares) < 0.05, (label, dict(zip(kinds, shares)))
+
+
+@pytest.mark.parametrize("option,value,accepted", [
+    ("text_cue", "0.5", "a float"),
+    ("image_cue", None, "a float"),
+    ("label_noise", True, "a float"),
+    ("image_size", 32.0, "an even integer"),
+    ("image_size", "32", "an even integer"),
+    ("n_train", 100.0, "an integer"),
+    ("n_validation", "10", "an integer"),
+    ("n_test", [10], "an integer"),
+    ("seed", 0.5, "an integer"),
+    ("seed", -1, "an integer >= 0"),
+    ("task", 3, "a str"),
+    ("task", ["ve"], "a str"),
+    ("cache", "yes", "a bool"),
+    ("root", 3, "a folder path"),
+])
+def test_wrong_option_types_name_the_option_and_the_type(option, value, accepted, tmp_path):
+    """A wrong type ends in a ValueError naming the option and what it accepts, never a bare TypeError."""
+    options = {"root": tmp_path, **SMALL, option: value}
+    with pytest.raises(ValueError, match=rf"{option}=.*accepted: {accepted}"):
+        load("shapes", "train", **options)
+
+
+def test_numeric_options_accept_ints_and_numpy_scalars(tmp_path):
+    config = ShapesConfig(text_cue=np.float64(0.5), image_cue=0, n_train=np.int64(8), seed=np.int32(1))
+    assert type(config.text_cue) is float and type(config.n_train) is int and type(config.seed) is int
+    assert config.cache_key() == ShapesConfig(text_cue=0.5, image_cue=0, n_train=8, seed=1).cache_key()
+
+
+def test_dataset_name_and_split_must_be_strings(tmp_path):
+    with pytest.raises(ValueError, match=r"unknown dataset \['shapes'\]; accepted: a str"):
+        load(["shapes"], "train", root=tmp_path)
+    with pytest.raises(ValueError, match="unknown split 0"):
+        load("shapes", 0, root=tmp_path)

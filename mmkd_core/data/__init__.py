@@ -17,6 +17,7 @@ from typing import Any, Callable
 import datasets
 
 from . import shapes as _shapes
+from .options import bool_option, path_option
 
 REPO_DATA_DIR = Path(__file__).resolve().parents[2] / "data"
 SPLITS = _shapes.SPLITS
@@ -39,16 +40,17 @@ def default_data_dir() -> Path:
 
 
 def check_split(split: str) -> str:
-    if split not in SPLITS:
+    if not isinstance(split, str) or split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; accepted: {list(SPLITS)}")
     return split
 
 
 def load(name: str, split: str, root: str | os.PathLike | None = None, **options: Any) -> datasets.Dataset:
     """Load one split of a dataset by name (see the module docstring for the schema)."""
-    if name not in LOADERS:
-        raise ValueError(f"unknown dataset {name!r}; accepted: {sorted(LOADERS)}")
+    if not isinstance(name, str) or name not in LOADERS:
+        raise ValueError(f"unknown dataset {name!r}; accepted: a str, one of {sorted(LOADERS)}")
     check_split(split)
+    path_option("root", root)
     return LOADERS[name](split=split, root=root, **options)
 
 
@@ -78,6 +80,7 @@ def load_shapes(split: str, root=None, cache: bool = True, **options: Any) -> da
         raise ValueError(f"unknown shapes options {sorted(unknown)}; accepted: {sorted(known)}")
     config = _shapes.ShapesConfig(**options)
     check_split(split)
+    bool_option("cache", cache)
     folder = Path(root if root is not None else default_data_dir()) / "shapes" / config.cache_key() / split
     if cache and (folder / "dataset_info.json").exists():
         return datasets.load_from_disk(str(folder))

@@ -28,6 +28,7 @@ import datasets
 from PIL import Image as PILImage
 
 from . import check_split, register
+from .options import bool_option, choice_option, path_option
 
 UNLABELLED = -1  # ClassLabel's own "no label" value
 
@@ -192,8 +193,8 @@ def load_hateful_memes(split: str, root=None, phase: str = "seen", allow_unlabel
     """
     _no_unknown_options("hateful_memes", options, ("phase", "allow_unlabelled"))
     check_split(split)
-    if phase not in HATEFUL_MEMES_FILES:
-        raise ValueError(f"hateful_memes: unknown phase {phase!r}; accepted: {sorted(HATEFUL_MEMES_FILES)}")
+    choice_option("phase", phase, HATEFUL_MEMES_FILES, what="hateful_memes phase")
+    bool_option("allow_unlabelled", allow_unlabelled)
     folder = _require_root(root, "hateful_memes", HATEFUL_MEMES_LAYOUT)
     path = _require_file(folder / HATEFUL_MEMES_FILES[phase][split], "hateful_memes", HATEFUL_MEMES_LAYOUT)
     columns: dict[str, list[Any]] = {"image": [], "text": [], "label": [], "id": []}
@@ -245,6 +246,7 @@ def load_snli_ve(split: str, root=None, image_dir: str | os.PathLike | None = No
     """
     _no_unknown_options("snli_ve", options, ("image_dir",))
     check_split(split)
+    path_option("image_dir", image_dir)
     folder = _require_root(root, "snli_ve", SNLI_VE_LAYOUT)
     path = _require_file(folder / SNLI_VE_FILES[split], "snli_ve", SNLI_VE_LAYOUT)
     if image_dir is not None:
@@ -328,7 +330,8 @@ def load_nlvr(split: str, root=None, image_index: int | str = 0, **options: Any)
     elif type(image_index) is int and 0 <= image_index < NLVR_PERMUTATIONS:  # type(): bool is not an index
         permutations = [image_index]
     else:
-        raise ValueError(f"nlvr: image_index={image_index!r}; accepted: an integer in 0..5 or 'all'")
+        raise ValueError(f"nlvr: image_index={image_index!r} (of type {type(image_index).__name__}); "
+                         f"accepted: an int in 0..5 or the str 'all'")
     folder = _nlvr_root(_require_root(root, "nlvr", NLVR_LAYOUT))
     prefix = NLVR_SPLIT_DIRS[split]
     path = _require_file(folder / prefix / f"{prefix}.json", "nlvr", NLVR_LAYOUT)
@@ -422,8 +425,8 @@ def load_nlvr2(split: str, root=None, image_dir: str | os.PathLike | None = None
     """
     _no_unknown_options("nlvr2", options, ("image_dir", "pair_mode"))
     check_split(split)
-    if pair_mode not in PAIR_MODES:
-        raise ValueError(f"nlvr2: unknown pair_mode {pair_mode!r}; accepted: {list(PAIR_MODES)}")
+    choice_option("pair_mode", pair_mode, PAIR_MODES, what="nlvr2 pair_mode")
+    path_option("image_dir", image_dir)
     folder = _require_root(root, "nlvr2", NLVR2_LAYOUT)
     stem = NLVR2_FILES[split]
     path = _require_file(folder / "data" / f"{stem}.json", "nlvr2", NLVR2_LAYOUT)

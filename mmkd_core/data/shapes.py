@@ -48,6 +48,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from .options import choice_option, float_option, int_option
+
 GENERATOR_VERSION = 4
 
 COLORS: dict[str, tuple[int, int, int]] = {
@@ -97,19 +99,20 @@ class ShapesConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.task not in TASK_LABELS:
-            raise ValueError(f"unknown shapes task {self.task!r}; accepted: {sorted(TASK_LABELS)}")
-        for knob in ("text_cue", "image_cue"):
-            value = getattr(self, knob)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{knob}={value!r} is out of range; accepted: a float in [0, 1]")
-        if not 0.0 <= self.label_noise < 1.0:
-            raise ValueError(f"label_noise={self.label_noise!r} is out of range; accepted: [0, 1)")
-        if self.image_size < 16 or self.image_size % GRID:
-            raise ValueError(f"image_size={self.image_size!r}; accepted: an even integer >= 16")
-        for split in ("n_train", "n_validation", "n_test"):
-            if int(getattr(self, split)) <= 0:
-                raise ValueError(f"{split}={getattr(self, split)!r}: zero samples; accepted: an integer >= 1")
+        # Every field is checked for its type as well as its range, and stored as a plain Python value
+        # (numpy scalars are accepted) so that the cache key is JSON of the same numbers.
+        checked = {
+            "task": choice_option("task", self.task, TASK_LABELS, what="shapes task"),
+            "text_cue": float_option("text_cue", self.text_cue, 0.0, 1.0),
+            "image_cue": float_option("image_cue", self.image_cue, 0.0, 1.0),
+            "label_noise": float_option("label_noise", self.label_noise, 0.0, 1.0, high_open=True),
+            "image_size": int_option("image_size", self.image_size, 16, even=True),  # even: GRID = 2 cells a side
+            "seed": int_option("seed", self.seed, 0),
+            **{split: int_option(split, getattr(self, split), 1, problem="asks for no samples (zero samples)")
+               for split in ("n_train", "n_validation", "n_test")},
+        }
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
 
     @property
     def labels(self) -> tuple[str, ...]:

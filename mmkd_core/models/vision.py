@@ -25,7 +25,8 @@ from timm.models.beit import Beit
 from torch import Tensor, nn
 from transformers import Data2VecVisionConfig, Data2VecVisionModel
 
-from ..hub import CheckpointUnavailableError, call_or_explain, from_pretrained_or_explain, timm_create_or_explain
+from ..hub import (CheckpointUnavailableError, from_pretrained_or_explain, hub_call_or_explain,
+                   timm_create_or_explain)
 
 # timm ships BEiT v2 only fine-tuned (no self-supervised-only weights); in1k_ft_in1k is the closest to
 # the draft's "self-supervised pretrained on ImageNet-1K" (pretraining and fine-tuning on ImageNet-1K).
@@ -113,10 +114,10 @@ def build_data2vec_vision_student(num_layers: int, checkpoint: str | os.PathLike
         CheckpointUnavailableError: the checkpoint is neither reachable nor cached, with how to fetch it.
     """
     checkpoint = os.fspath(checkpoint)
-    config = call_or_explain(
-        lambda: Data2VecVisionConfig.from_pretrained(checkpoint, local_files_only=local_files_only),
-        checkpoint, "checkpoint (Data2VecVisionConfig)",
-        f"from huggingface_hub import snapshot_download; snapshot_download('{checkpoint}')")
+    config = hub_call_or_explain(
+        Data2VecVisionConfig.from_pretrained, checkpoint, "checkpoint (Data2VecVisionConfig)",
+        f"from huggingface_hub import snapshot_download; snapshot_download('{checkpoint}')",
+        local_files_only=local_files_only)
     if isinstance(num_layers, bool) or not isinstance(num_layers, int) or not 1 <= num_layers <= config.num_hidden_layers:
         raise ValueError(f"num_layers must be an int in 1..{config.num_hidden_layers} (the checkpoint's depth); got {num_layers!r}")
     config.num_hidden_layers = num_layers

@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 from ..data.batches import iterate_batches, num_batches
 from ..evaluation.predict import evaluate, model_inputs
+from . import tracking
 from .cache import TeacherCache, data_key, weights_fingerprint
 
 CHECKPOINT_RULES = ("best-val", "last")
@@ -58,9 +59,10 @@ class TrainConfig:
     eval_batch_size: int = 512
     progress: bool = True
     cpu: bool | None = None  # None: use CUDA when available
-    report_to: str | None = None  # an Accelerate tracker ("tensorboard"), or None: CSV logs only
+    report_to: str | None = None  # "tensorboard": live curves under data/runs (see training/tracking.py)
 
     def __post_init__(self) -> None:
+        tracking.check_report_to(self.report_to)
         if self.checkpoint_rule not in CHECKPOINT_RULES:
             raise ValueError(f"unknown checkpoint_rule {self.checkpoint_rule!r}; accepted: {list(CHECKPOINT_RULES)}")
         if self.select_metric not in ("accuracy", "auroc"):
@@ -111,14 +113,11 @@ class TrainResult:
 EvaluationCallback = Callable[[dict, torch.nn.Module], None]
 
 
-def make_accelerator(cpu: bool | None = None, report_to: str | None = None,
-                     project_dir: str | Path | None = None) -> Accelerator:
+def make_accelerator(cpu: bool | None = None, report_to: str | None = None) -> Accelerator:
     """The one device policy: CUDA with bf16 autocast when present, else float32 on the CPU."""
     use_cpu = (not torch.cuda.is_available()) if cpu is None else cpu
-    kwargs: dict[str, Any] = {}
-    if report_to:
-        kwargs.update(log_with=report_to, project_dir=str(project_dir) if project_dir else None)
-    return Accelerator(cpu=use_cpu, mixed_precision="no" if use_cpu else "bf16", **kwargs)
+    return Accelerator(cpu=use_cpu, mixed_precision="no" if use_cpu else "bf16",
+                       **tracking.accelerator_options(report_to))
 
 
 def teacher_outputs(method, batch, teacher_cache: TeacherCache | None, teacher, accelerator):
@@ -194,7 +193,7 @@ def train(model: torch.nn.Module, method, train_data, val_data=None, config: Tra
     torch.use_deterministic_algorithms(True, warn_only=True)
     teacher = _check_teacher_inputs(method, train_data, model, teacher_cache, teacher)
 
-    accelerator = make_accelerator(config.cpu, config.report_to, run_dir)
+    accelerator = make_accelerator(config.cpu, config.report_to)
     distributed = accelerator.num_processes > 1
     on_cuda = accelerator.device.type == "cuda"
     steps_per_epoch = num_batches(train_data, config.batch_size)
@@ -214,8 +213,7 @@ def train(model: torch.nn.Module, method, train_data, val_data=None, config: Tra
         teacher.eval()
     unwrapped = accelerator.unwrap_model(model)
     method.setup(model=unwrapped, accelerator=accelerator, meta_data=meta_data, config=config)
-    if config.report_to:
-        accelerator.init_trackers(description or method.name, config=_flat_config(config, method))
+    tracking.start(accelerator, config, description or method.name)
 
     generator = torch.Generator().manual_seed(config.seed)
 
@@ -248,6 +246,8 @@ def train(model: torch.nn.Module, method, train_data, val_data=None, config: Tra
             step += 1
             step_terms.append({k: v.detach() for k, v in losses.items()})
             learning_rates.append(schedule.get_last_lr()[0])
+            if config.report_to:  # a device sync per step, paid only when someone watches live
+                tracking.log_step(accelerator, config, {**step_terms[-1], "lr": learning_rates[-1]}, step)
             bar.update(1)
             if step % eval_every == 0 or step >= total_steps:
                 recent = _to_rows(step_terms[last_logged:], first_step=last_logged + 1)
@@ -267,8 +267,7 @@ def train(model: torch.nn.Module, method, train_data, val_data=None, config: Tra
                     model.train()
                 evaluations.append(row)
                 bar.set_postfix(loss=f"{row['total']:.3f}")
-                if config.report_to:
-                    accelerator.log({k: v for k, v in row.items() if k != "step"}, step=step)
+                tracking.log_epoch(accelerator, config, row, step)
                 if on_evaluate is not None:
                     on_evaluate(row, unwrapped)
                     model.train()
@@ -277,8 +276,7 @@ def train(model: torch.nn.Module, method, train_data, val_data=None, config: Tra
             if step >= total_steps or stopped_early:
                 break
     bar.close()
-    if config.report_to:
-        accelerator.end_training()
+    tracking.end(accelerator, config)
     if config.checkpoint_rule == "last" or best_state is None:
         best_step = step
     else:
@@ -302,12 +300,6 @@ def _to_rows(terms: list[dict[str, torch.Tensor]], first_step: int) -> pd.DataFr
     frame = pd.DataFrame(values, columns=names)
     frame.insert(0, "step", range(first_step, first_step + len(terms)))
     return frame
-
-
-def _flat_config(config: TrainConfig, method) -> dict:
-    described = {f"method/{k}": v for k, v in method.describe().items()}
-    return {k: v for k, v in {**dataclasses.asdict(config), **described}.items()
-            if isinstance(v, (int, float, str, bool))}
 
 
 def write_run(result: TrainResult, run_dir: str | Path, method, config: TrainConfig) -> Path:
