@@ -26,9 +26,13 @@ test-unit: $(STAMP)
 test-notebooks: $(STAMP)
 	MMKD_FAST=1 $(PY) -m pytest $(PYTEST_FLAGS) --nbval-lax --nbval-current-env -p no:randomly $(NOTEBOOKS)
 
-## make reproduce: run notebooks 00-05 with papermill (parameters from reproduce.yaml) and rebuild reports/
+## make reproduce: run notebooks 00-05 with papermill (parameters from reproduce.yaml) and rebuild reports/.
+## Finished student runs are cached in data/run-cache (keyed by everything that defines them, source included):
+## FRESH=1 retrains everything; ONLY="02 03" runs only those notebooks.
+FRESH ?= 0
+ONLY ?=
 reproduce: $(STAMP)
-	$(PY) -m mmkd_core.reproduce --config reproduce.yaml
+	MMKD_FRESH=$(FRESH) $(PY) -m mmkd_core.reproduce --config reproduce.yaml $(if $(ONLY),--only $(ONLY))
 
 ## make bench: the efficiency benchmark (step times, throughput); tables go to reports/_scratch/, as for every
 ## run outside make reproduce (python -m mmkd_core.bench --reports-dir DIR chooses another folder)

@@ -92,9 +92,15 @@ def bare_loop_seconds(model, data, config: TrainConfig, steps: int) -> float:
     return time.perf_counter() - start
 
 
-def trainer_overhead(build_student, train_data, val_data, steps: int = 96, batch_size: int = 128,
-                     eval_every: int = 50, repeats: int = 3) -> pd.DataFrame:
-    """Samples/s of ``train()`` (as run_student calls it) and of the bare loop; best of ``repeats``."""
+def trainer_overhead(build_student, train_data, val_data, steps: int = 100, batch_size: int = 128,
+                     eval_every: int | None = None, repeats: int = 3) -> pd.DataFrame:
+    """Samples/s of ``train()`` (as run_student calls it) and of the bare loop; best of ``repeats``.
+
+    ``eval_every``: None, the students' setting of the embedded preset (validation included in the timing).
+    """
+    from .experiments import ExperimentConfig
+
+    eval_every = eval_every or ExperimentConfig.preset("embedded").student_eval_every
     config = TrainConfig(epochs=10**6, max_steps=steps, batch_size=batch_size, eval_every=eval_every,
                          patience=None, schedule="constant", progress=False, lr=2e-3, seed=0)
     trainer_s, bare_s = [], []
@@ -161,7 +167,7 @@ def run(batch_size: int = 128, repeats: int = 10, width: int = 96, teacher_layer
                             data, val, batch_size=batch_size, repeats=max(1, min(3, repeats)))
     steps = pd.concat([steps, pd.DataFrame([{
         "step": "trainer / bare loop (samples/s ratio)", "median ms": float("nan"), "min ms": float("nan"),
-        "steps timed": 96, "× plain CE": float(loop["× bare loop"].iloc[1]), "device": device_name()}])],
+        "steps timed": 100, "× plain CE": float(loop["× bare loop"].iloc[1]), "device": device_name()}])],
         ignore_index=True)
     suffix = "cuda" if accelerator.device.type == "cuda" else "cpu"
     save_table(steps.round(3), f"bench_steps_{suffix}", reports_dir)

@@ -38,7 +38,7 @@ BINARY_PRIMARY = "auroc"
 
 
 STUDENT_FIELDS = ("student_preset", "student_overrides", "student_lr", "student_batch_size", "student_max_steps",
-                  "student_eval_every", "student_patience", "n_labelled")
+                  "student_eval_every", "student_patience", "n_labelled", "report_to")
 
 
 @dataclasses.dataclass
@@ -69,9 +69,9 @@ class ExperimentConfig:
     teacher_lr: float = 2e-3
     student_lr: float = 2e-3
     teacher_epochs: int = 40  # cap; the teacher validates once per epoch and stops after teacher_patience
-    teacher_patience: int | None = 5
+    teacher_patience: int | None = 8
     student_max_steps: int = 3000  # cap on a student's optimiser steps
-    student_eval_every: int = 50  # steps between a student's validations
+    student_eval_every: int = 40  # steps between a student's validations
     student_patience: int | None = 6  # validations without improvement before a student stops
     teacher_seed: int = 1234
     # The teacher's unimodal predictions (what MSD and Gram distil) must be trained, not
@@ -86,6 +86,7 @@ class ExperimentConfig:
     # initialise students DistilBERT-style from some of the trained teacher's layers (e.g. [0, 11]).
     teacher_pretrained: str | None = None
     student_init_layers: list | None = None
+    report_to: str | None = None  # "tensorboard": every run also logs live under data/runs (CSV logs either way)
 
     def key(self) -> str:
         """Hash of the fields that define the teacher (data, sizes, teacher training)."""
@@ -109,9 +110,14 @@ class ExperimentConfig:
         if name not in PRESETS:
             raise ValueError(f"unknown experiment preset {name!r}; accepted: {sorted(PRESETS)}")
         fields = copy.deepcopy(PRESETS[name])
-        fields["dataset_options"] = {"task": task, **fields.get("dataset_options", {})}
+        if changes.get("dataset", "shapes") == "shapes":
+            fields["dataset_options"] = {"task": task, **fields.get("dataset_options", {})}
+        else:  # a real dataset brings its own splits: the benchmark's sizes and task do not apply
+            fields["dataset_options"] = {}
+            fields["lazy_images"] = True
         options = changes.pop("dataset_options", None) or {}
         fields["dataset_options"].update(options)
+        changes = {k: v for k, v in changes.items() if v is not None}  # None: keep the preset's value
         fields.update(changes)
         return cls(**fields)
 
@@ -176,8 +182,6 @@ def prepare_data(config: ExperimentConfig) -> ExperimentData:
     if config.n_labelled is None or config.n_labelled >= len(pool):
         labelled, transfer = pool, pool
     else:
-        if not isinstance(pool, EncodedDataset):
-            raise ValueError("n_labelled (a label-limited student) needs the in-memory dataset: set lazy_images=False")
         labelled, transfer = pool.first(config.n_labelled), pool.hide_labels_after(config.n_labelled)
     return ExperimentData(teacher_train=pool, train=labelled, transfer=transfer, validation=splits["validation"],
                           test=splits["test"], tokenizer=tokenizer, label_names=splits["train"].label_names)
@@ -264,7 +268,7 @@ def student_train_config(config: ExperimentConfig, seed: int, progress: bool = F
     return TrainConfig(epochs=10**6, max_steps=config.student_max_steps, eval_every=config.student_eval_every,
                        patience=config.student_patience, batch_size=config.student_batch_size or config.batch_size,
                        lr=config.student_lr, seed=seed, checkpoint_rule=config.checkpoint_rule,
-                       schedule=config.schedule, progress=progress)
+                       schedule=config.schedule, progress=progress, report_to=config.report_to)
 
 
 def run_student(method_name: str, seed: int, config: ExperimentConfig, data: ExperimentData,

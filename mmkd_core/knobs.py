@@ -26,9 +26,12 @@ def knob_study(settings: Iterable[dict], base: ExperimentConfig, seeds: Iterable
     rows = []
     with tqdm(total=len(settings) * len(seeds), desc="knob settings") as bar:
         for setting in settings:
-            config = ExperimentConfig(**{**base.__dict__, "dataset_options": {**base.dataset_options, **setting},
-                                         "student_epochs": epochs})
+            config = base.replace(dataset_options={**base.dataset_options, **setting})
             data = prepare_data(config)
+            per_epoch = -(-len(data.train) // (config.student_batch_size or config.batch_size))
+            # a fixed budget, not a comparison: every setting trains the same number of epochs
+            config = config.replace(student_max_steps=epochs * per_epoch, student_eval_every=per_epoch,
+                                    student_patience=None)
             for seed in seeds:
                 row = run_student("ce_views", seed, config, data, teacher_cache=None,
                                   eval_views=("joint", "text", "image"))

@@ -230,3 +230,150 @@ def loss_curves(runs: dict[str, pd.DataFrame], terms: Iterable[str] | None = Non
 
 
 use_style()
+
+
+def difference_forest(claims: pd.DataFrame, title: str = "differences of means, with the resolvable difference"):
+    """One line per comparison: the difference of means (points) and its 95% CI (the resolvable difference),
+    against a zero line. Comparisons whose method intervals separate are drawn filled, the others hollow."""
+    frame = claims.reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(frame) + 1.4))
+    for i, row in frame.iterrows():
+        half = row["resolvable difference (points)"]
+        half = 0.0 if half != half else half
+        separated = not row["CIs overlap"]
+        ax.errorbar(row["difference (points)"], i, xerr=half, fmt="o", capsize=4, color=PALETTE[0],
+                    markerfacecolor=PALETTE[0] if separated else "white")
+    ax.axvline(0.0, color="0.4", lw=1)
+    labels = [f"{r['task']}: {r['comparison']}" if "task" in frame else r["comparison"] for _, r in frame.iterrows()]
+    ax.set_yticks(range(len(frame)), labels)
+    ax.invert_yaxis()
+    ax.set_xlabel("difference of test accuracy (percentage points), 95% CI")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def interval_table(frame: pd.DataFrame, by: list[str], metric: str) -> pd.DataFrame:
+    """Mean, 95% t-interval half-width and count of ``metric`` per group (what :func:`lines_with_ci` draws)."""
+    from .evaluation.stats import mean_ci
+
+    lines = []
+    for keys, group in frame.groupby(by, sort=False):
+        mean, half = mean_ci(group[metric])
+        lines.append({**dict(zip(by, keys if isinstance(keys, tuple) else (keys,))), "mean": mean,
+                      "ci95": half, "runs": len(group)})
+    return pd.DataFrame(lines)
+
+
+def lines_with_ci(frame: pd.DataFrame, x: str, hue: str, y: str, xlabel: str, ylabel: str, title: str = "",
+                  scale: float = 100.0):
+    """One line per ``hue`` value across ``x``: means with 95% t-intervals, every run as a dot, y from 0."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    values = sorted(frame[x].unique())
+    hues = list(dict.fromkeys(frame[hue]))
+    offsets = np.linspace(-0.015, 0.015, len(hues)) * (max(values) - min(values) or 1.0)
+    highest = 0.0
+    for i, name in enumerate(hues):
+        part = interval_table(frame[frame[hue] == name], [x], y).sort_values(x)
+        xs = part[x].to_numpy(dtype=float) + offsets[i]
+        ax.errorbar(xs, scale * part["mean"], yerr=scale * np.nan_to_num(part["ci95"].to_numpy()), capsize=4,
+                    marker="o", color=PALETTE[i % len(PALETTE)], label=name)
+        for value, offset_x in zip(part[x], xs):
+            seeds = frame[(frame[hue] == name) & (frame[x] == value)][y].to_numpy() * scale
+            ax.scatter(np.full(len(seeds), offset_x), seeds, s=12, color=PALETTE[i % len(PALETTE)], alpha=0.5,
+                       zorder=3)
+            highest = max(highest, float(seeds.max()) if len(seeds) else 0.0)
+    ax.set_xticks(values)
+    ax.set_xlabel(xlabel)
+    if scale == 100.0:
+        percent_axis(ax, ylabel)
+    else:
+        ax.set_ylabel(ylabel)
+    _bar_limits(ax, highest, scale == 100.0)
+    ax.set_title(title)
+    legend_outside(ax)
+    fig.tight_layout()
+    return fig
+
+
+GRAM_LABELS = ("text", "image", "joint")
+
+
+def _heatmap(ax, matrix, vmin: float, vmax: float, cmap: str, title: str):
+    image = ax.imshow(np.asarray(matrix), vmin=vmin, vmax=vmax, cmap=cmap)
+    for (i, j), value in np.ndenumerate(np.asarray(matrix)):
+        ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=8,
+                color="white" if (value - vmin) < 0.55 * (vmax - vmin) else "black")
+    ax.set_xticks(range(3), GRAM_LABELS)
+    ax.set_yticks(range(3), GRAM_LABELS)
+    ax.set_title(title, fontsize=9)
+    return image
+
+
+def gram_panels(matrices: dict, vmax: float = 1.0, colorbar_label: str = "G entry", vmin: float = 0.0):
+    """Side-by-side 3×3 Gram matrices on one colour scale, with one colorbar."""
+    fig, axes = plt.subplots(1, len(matrices), figsize=(3.2 * len(matrices) + 0.8, 3.0), squeeze=False)
+    image = None
+    for ax, (name, matrix) in zip(axes[0], matrices.items()):
+        image = _heatmap(ax, matrix, vmin, vmax, "viridis", f"{name}: G = A·Aᵀ")
+    fig.tight_layout()
+    shared_colorbar(fig, list(axes[0]), image, colorbar_label)
+    return fig
+
+
+def gram_over_training(teacher_gram, snapshots: list, best_step: int | None = None):
+    """Figure 2: the teacher's G once, the student's G at a few steps of one run (top row, one colour scale),
+    and |G_t − G_s| at the same steps (bottom row, its own shared scale)."""
+    n = len(snapshots)
+    fig, axes = plt.subplots(2, n + 1, figsize=(2.7 * (n + 1) + 1.2, 5.6), squeeze=False)
+    teacher = np.asarray(teacher_gram)
+    grams = [np.asarray(g) for _, g in snapshots]
+    top = max([teacher.max(), *[g.max() for g in grams]])
+    differences = [np.abs(teacher - g) for g in grams]
+    worst = max(float(d.max()) for d in differences) if differences else 1.0
+    g_image = _heatmap(axes[0][0], teacher, 0.0, top, "viridis", "teacher G")
+    axes[1][0].axis("off")
+    for k, ((step, _), gram, diff) in enumerate(zip(snapshots, grams, differences), start=1):
+        kept = " (kept)" if best_step is not None and step == best_step else ""
+        _heatmap(axes[0][k], gram, 0.0, top, "viridis", f"student G, step {step}{kept}")
+        d_image = _heatmap(axes[1][k], diff, 0.0, worst, "Reds", f"|G_t − G_s|, step {step}")
+    fig.tight_layout()
+    shared_colorbar(fig, list(axes[0]), g_image, "G entry")
+    if differences:
+        shared_colorbar(fig, list(axes[1][1:]), d_image, "|difference|")
+    return fig
+
+
+def accuracy_vs_cost(runs: pd.DataFrame, task: str, order: Sequence[str] | None = None,
+                     metric: str = "test/accuracy"):
+    """Each method's mean accuracy (95% CI, seeds as dots) against the mean training time of one run.
+
+    Log time axis with plain-number ticks; methods are spread vertically only by their values, so points
+    are drawn hollow and labelled in the legend (outside the data).
+    """
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    from .evaluation.stats import mean_ci
+
+    frame = runs[runs["task"] == task]
+    methods = list(order) if order is not None else list(dict.fromkeys(frame["method"]))
+    fig, ax = plt.subplots(figsize=(7.6, 4.0))
+    for i, method in enumerate(m for m in methods if m in set(frame["method"])):
+        group = frame[frame["method"] == method]
+        mean, half = mean_ci(group[metric])
+        seconds = float(group["train_seconds"].mean())
+        color = PALETTE[i % len(PALETTE)]
+        ax.errorbar(seconds, 100 * mean, yerr=0 if half != half else 100 * half, fmt="o", capsize=4, color=color,
+                    label=method, markersize=7)
+        ax.scatter(group["train_seconds"], 100 * group[metric], s=10, color=color, alpha=0.45)
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_minor_locator(LogLocator(base=10, subs=()))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+    ax.set_xlabel("training time of one run (s, log scale)")
+    percent_axis(ax, f"{task} {words(metric)} (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title(f"accuracy vs cost ({task}); dots = seeds")
+    legend_outside(ax)
+    fig.tight_layout()
+    return fig

@@ -57,6 +57,19 @@ def load_plan(config_path: Path) -> list[dict]:
     return entries
 
 
+TEACHERS_STEP = "00a_teachers_in_parallel"  # sorts before the notebooks in reproduce_timings.csv
+TEACHER_NOTEBOOKS = ("02", "03", "04", "06")  # the notebooks that distil from the prepared teachers
+
+
+def load_teachers(config_path: Path) -> list[dict]:
+    """The plan's optional ``teachers`` list: experiments whose teachers are trained up front, in parallel."""
+    plan = yaml.safe_load(config_path.read_text())
+    entries = plan.get("teachers", []) if isinstance(plan, dict) else []
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise ValueError(f"{config_path}: 'teachers' must be a list of {{preset: ..., task: ..., ...}} entries")
+    return entries
+
+
 def prefix_of(name: str) -> str:
     match = re.match(r"(\d\d)_", name)
     return match.group(1) if match else ""
@@ -149,12 +162,22 @@ def _run(args: argparse.Namespace) -> int:
         plan = [e for e in plan if prefix_of(Path(e["path"]).name) in args.only]
     reports = Path(args.reports)
     (reports / "executed").mkdir(parents=True, exist_ok=True)
-    timings_path = reports / "tables" / "reproduce_timings.csv"
     timings: dict[str, float] = {}
+    teachers = load_teachers(Path(args.config))
+    if teachers and (not args.only or set(args.only) & set(TEACHER_NOTEBOOKS)):
+        from .runs import prepare_teachers
+
+        print(f"[0/{len(plan)}] training {len(teachers)} teachers in parallel (cached in data/checkpoints)", flush=True)
+        start = time.perf_counter()
+        for line in prepare_teachers(teachers):
+            print(f"    {line}", flush=True)
+        timings[TEACHERS_STEP] = time.perf_counter() - start
+        print(f"    done in {timings[TEACHERS_STEP]:.0f} s", flush=True)
+    timings_path = reports / "tables" / "reproduce_timings.csv"
     if timings_path.exists():  # keep the times of notebooks not rerun this time
         for line in timings_path.read_text().splitlines()[1:]:
             name, seconds = line.rsplit(",", 1)
-            timings[name] = float(seconds)
+            timings.setdefault(name, float(seconds))
     for number, entry in enumerate(plan, start=1):
         source = REPO / entry["path"]
         executed = reports / "executed" / source.name

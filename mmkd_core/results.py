@@ -240,3 +240,44 @@ def unconverged_runs(runs: pd.DataFrame) -> pd.DataFrame:
     students = runs[runs["method"] != "teacher"] if "method" in runs else runs
     flagged = students[students["best_epoch"] >= students["epochs"]]
     return flagged
+
+
+def choose_on_validation(candidates: list[dict], rows: list[dict], metric: str = "validation/accuracy"
+                         ) -> tuple[dict, pd.DataFrame]:
+    """The candidate (hyperparameters) whose run scored best on ``metric``, and the grid as a table.
+
+    Hyperparameters are chosen on validation only; ties go to the earlier candidate.
+    """
+    if len(candidates) != len(rows) or not rows:
+        raise ValueError(f"expected one run per candidate, got {len(candidates)} candidates and {len(rows)} runs")
+    table = pd.DataFrame([{**candidate, metric: row[metric], "epochs": row.get("epochs"),
+                           "best_epoch": row.get("best_epoch")} for candidate, row in zip(candidates, rows)])
+    best = candidates[int(np.argmax(table[metric].to_numpy()))]
+    table["chosen"] = [candidate == best for candidate in candidates]
+    return best, table
+
+
+def comparisons(runs: pd.DataFrame, task: str, pairs: Iterable[tuple[str, str]], metric: str = "test/accuracy"
+                ) -> pd.DataFrame:
+    """Selected lines of the claims table for one task (what a notebook's reading cell talks about)."""
+    rows = [compare(runs, task, method, baseline, metric) for method, baseline in pairs]
+    frame = pd.DataFrame([r for r in rows if r is not None])
+    if not frame.empty:
+        frame["verdict"] = [verdict(r) for _, r in frame.iterrows()]
+    return frame
+
+
+def table1(runs: pd.DataFrame) -> pd.DataFrame:
+    """Our Table 1: rows = methods, columns = '<task> test' / '<task> validation' (+ AUROC for binary tasks)."""
+    columns: dict[str, pd.Series] = {}
+    for task, per_task in runs.groupby("task", sort=False):
+        for split in ("test", "validation"):
+            for metric, name in ((f"{split}/accuracy", split), (f"{split}/auroc", f"{split} AUROC")):
+                if metric in per_task and per_task[metric].notna().any():
+                    columns[f"{task} {name}"] = per_task.groupby("method", sort=False)[metric].apply(format_mean_ci)
+    table = pd.DataFrame(columns)
+    table = table.loc[ordered_methods(table.index)]
+    seeds = runs.groupby("method")["seed"].nunique()
+    table.insert(0, "seeds per task", [int(seeds.get(m, 0)) for m in table.index])
+    table.index.name = "method"
+    return table

@@ -15,7 +15,7 @@ sizes, epochs...). Experiments:
   across processes, so it refuses to run under a multi-process launcher rather than train N copies.
 
 Results use the notebooks' format: ``runs.csv`` (one row per seed, same columns as ``*_runs.csv`` in
-``reports/tables``) and, per seed, ``steps.csv`` / ``epochs.csv`` / ``run.json`` and a safetensors checkpoint.
+``reports/tables``) and, per seed, ``steps.csv`` / ``evaluations.csv`` / ``run.json`` and a safetensors checkpoint.
 Only the main process writes; every process prints a checksum of its final weights so a multi-process run
 can be checked for agreement (``rank <r> weights <sha1>``).
 """
@@ -31,8 +31,9 @@ import torch
 import yaml
 from accelerate import PartialState
 
-from .experiments import (ExperimentConfig, get_teacher, get_teacher_cache, prepare_data, rows_frame, run_student,
+from .experiments import (STUDENT_DATA, ExperimentConfig, get_teacher, get_teacher_cache, prepare_data, run_student,
                           split_metrics)
+from .results import rows_frame
 from .training.cache import weights_fingerprint
 
 EXPERIMENTS = ("teacher", "student", "vision")
@@ -72,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--method", default="kd")
     parser.add_argument("--method-kwargs", default="{}", help="JSON dict of method parameters")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--data", choices=STUDENT_DATA, default="labelled",
+                        help="the student's rows: the labelled ones, or the transfer set (labels hidden after n_labelled)")
     parser.add_argument("--out", default=None, help="output folder (default: reports/runs/<experiment>)")
     args = parser.parse_args(argv)
 
@@ -96,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     for seed in args.seeds:
         row = run_student(args.method, seed, config, data, cache, json.loads(args.method_kwargs),
                           run_dir=out / f"seed{seed}" if state.is_main_process else None,
-                          progress=state.is_main_process, keep_model=True)
+                          progress=state.is_main_process, keep_model=True, student_data=args.data)
         announce_weights(state, row.pop("model"), f"seed {seed} ")
         rows.append(row)
     if state.is_main_process:

@@ -193,7 +193,8 @@ def run_grid(specs: list[dict], seeds: Iterable[int], config: ExperimentConfig, 
         todo = []
         for i, (run, key) in enumerate(zip(runs, keys)):
             cached = None if (fresh() or not use_cache) else load_entry(cache_root() / key, keep_model=True)
-            if cached is not None:
+            if cached is not None:  # the label is a name, not part of the key: the same run may have served
+                cached["method"] = run.label  # under another name (a grid cell that became a table row)
                 results[i] = cached
                 bar.update(1)
             else:
@@ -223,3 +224,49 @@ def run_grid(specs: list[dict], seeds: Iterable[int], config: ExperimentConfig, 
         if run.seed != first_seed[run.label]:
             row.pop("model", None)
     return results
+
+
+def tune_kd(config: ExperimentConfig, data: ExperimentData, teacher_cache: TeacherCache,
+            temperatures: Iterable[float], alphas: Iterable[float], seed: int = 0, workers: int | None = None
+            ) -> tuple[dict, pd.DataFrame]:
+    """T and α for KD chosen on validation: one run per candidate (KD on the transfer set, one seed).
+
+    Every notebook that needs "KD as tuned" calls this with the same arguments and gets the cached runs,
+    so the choice is made once and shared.
+    """
+    from .results import choose_on_validation
+
+    candidates = [{"temperature": float(t), "alpha": float(a)} for t in temperatures for a in alphas]
+    if not candidates:
+        raise ValueError("tune_kd needs at least one temperature and one alpha")
+    rows = run_grid([{"label": f"KD T={c['temperature']:g} α={c['alpha']:g}", "method": "kd", "kwargs": c,
+                      "data": "transfer"} for c in candidates], [seed], config, data, teacher_cache,
+                    desc="KD: T × α on validation", workers=workers)
+    return choose_on_validation(candidates, rows)
+
+
+def _prepare_teacher(fields: dict) -> str:
+    from .experiments import setup
+
+    torch.set_num_threads(1)
+    preset = fields.pop("preset", "embedded")
+    task = fields.pop("task", "ve")
+    experiment = setup(ExperimentConfig.preset(preset, task, **fields), progress=False)
+    info = experiment.teacher_info
+    return (f"{preset}/{task} {fields or ''}: teacher kept epoch {info['best_epoch']} of {info['trained_epochs']}, "
+            f"{info['train_seconds']:.0f} s")
+
+
+def prepare_teachers(entries: list[dict], workers: int | None = None) -> list[str]:
+    """Train (or find cached) the teachers of several experiments at once, one CPU thread each.
+
+    ``entries``: ``{"preset": ..., "task": ..., **ExperimentConfig fields}``, built exactly as the notebooks
+    build theirs (:meth:`ExperimentConfig.preset`), so the notebooks then load these teachers from
+    ``data/checkpoints`` instead of training them one after another.
+    """
+    workers = min(default_workers() if workers is None else workers, len(entries)) or 1
+    if workers == 1:
+        return [_prepare_teacher(dict(entry)) for entry in entries]
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+        return list(pool.map(_prepare_teacher, [dict(entry) for entry in entries]))

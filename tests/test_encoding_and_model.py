@@ -158,3 +158,33 @@ def test_pretrained_vilt_path_loads_a_saved_backbone(tmp_path, tokenizer):
     out = model(torch.tensor([[2, 10, 3]]), torch.ones(1, 3, dtype=torch.long), torch.randn(1, 3, 32, 32),
                 views=("joint", "text", "image"))
     assert out.logits["image"].shape == (1, 2)
+
+
+def test_packed_unimodal_views_equal_the_masked_three_pass_views(model, tiny_data):
+    """The packed pass (text | [CLS] copy | image, block-diagonal attention) computes what one masked pass per
+    view computes (the path output_hidden_states takes), for every subset of views."""
+    b = _batch(tiny_data["train"])
+    args = (b["input_ids"], b["attention_mask"], b["pixel_values"])
+    reference = model(*args, views=("joint", "text", "image"), output_hidden_states=True)
+    for views in [("joint", "text", "image"), ("text",), ("image",), ("image", "joint"), ("text", "image")]:
+        packed = model(*args, views=views)
+        for view in views:
+            torch.testing.assert_close(packed.logits[view], reference.logits[view], atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(packed.pooled[view], reference.pooled[view], atol=1e-5, rtol=1e-4)
+
+
+def test_labelled_subset_and_transfer_set_share_rows_and_hide_labels(tiny_data):
+    from mmkd_core.losses.ce import UNLABELLED
+    from mmkd_core.training.cache import data_key
+
+    pool = tiny_data["train"]
+    labelled, transfer = pool.first(10), pool.hide_labels_after(10)
+    assert len(labelled) == 10 and len(transfer) == len(pool)
+    assert torch.equal(labelled.tensors["index"], pool.tensors["index"][:10])
+    assert torch.equal(transfer.tensors["labels"][:10], pool.tensors["labels"][:10])
+    assert (transfer.tensors["labels"][10:] == UNLABELLED).all()
+    assert (pool.tensors["labels"] != UNLABELLED).all()  # the pool keeps its labels (the teacher's data)
+    assert data_key(labelled) == data_key(transfer) == data_key(pool)  # one teacher cache serves all three
+    assert labelled.fingerprint != transfer.fingerprint != pool.fingerprint
+    with pytest.raises(ValueError, match="n_labelled"):
+        pool.first(0)

@@ -146,7 +146,7 @@ def test_augmenting_data_refuses_the_cache(tokenizer, tiny_data, teacher_and_cac
 
 def test_bad_input(tokenizer, tiny_data, teacher_and_cache):
     _, cache = teacher_and_cache
-    with pytest.raises(ValueError, match="unknown method 'fitnet'; accepted"):
+    with pytest.raises(ValueError, match="unknown method 'fitnet'; registered"):
         make_method("fitnet")
     with pytest.raises(ValueError, match="temperature must be > 0"):
         make_method("kd", temperature=0)
@@ -166,3 +166,18 @@ def test_bad_input(tokenizer, tiny_data, teacher_and_cache):
     with pytest.raises(ValueError, match="meta_data"):
         train(_model(tokenizer), make_method("msd", weighting="meta"), tiny_data["train"], None,
               TrainConfig(**CONFIG), teacher_cache=cache)
+
+
+def test_methods_are_registered_and_unknown_names_list_them():
+    from mmkd_core.training.methods import METHODS, Method, register_method
+
+    assert {"ce", "kd", "ce3", "gram", "msd", "msd_gram"} <= set(METHODS)
+    with pytest.raises(ValueError, match="registered: \\['ce', 'ce3'"):
+        make_method("hinton")
+    with pytest.raises(ValueError, match="accepted parameters"):
+        make_method("kd", temprature=2.0)
+    with pytest.raises(ValueError, match="lam = 0"):
+        make_method("ce3", lam=1.0)
+    with pytest.raises(ValueError, match="already registered"):
+        register_method("kd")(type("Other", (Method,), {}))
+    assert make_method("msd_gram").gram_lam > 0 and make_method("ce3").describe()["name"] == "ce3"

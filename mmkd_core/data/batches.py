@@ -51,3 +51,8 @@ def iterate_batches(dataset, batch_size: int, shuffle: bool = False, generator: 
 
 def num_batches(dataset, batch_size: int) -> int:
     return -(-len(dataset) // batch_size)
+
+
+def first_rows(dataset, n: int) -> dict:
+    """The first ``n`` rows of any dataset as one batch (a fixed sample for figures)."""
+    return next(iterate_batches(dataset, min(n, len(dataset)), shuffle=False))

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..losses.ce import UNLABELLED
+
 REQUIRED_COLUMNS = ("image", "text", "label")
 
 
@@ -71,6 +73,11 @@ class ImageTextProcessor:
         return batch
 
 
+def check_labelled_rows(n: int, total: int) -> None:
+    if not 1 <= n <= total:
+        raise ValueError(f"n_labelled must lie in [1, {total}] (the rows of the training split), got {n}")
+
+
 def dataset_fingerprint(dataset) -> str:
     """A string that changes when the underlying rows change (keys the teacher cache)."""
     return str(getattr(dataset, "_fingerprint", None) or len(dataset))
@@ -118,8 +125,7 @@ class EncodedDataset(torch.utils.data.Dataset):
 
     def first(self, n: int) -> "EncodedDataset":
         """The first ``n`` rows, keeping their ``index`` (so a teacher cache of the whole set still applies)."""
-        if not 1 <= n <= len(self):
-            raise ValueError(f"n_labelled must lie in [1, {len(self)}] (the rows of the training split), got {n}")
+        check_labelled_rows(n, len(self))
         return self._derived({k: v[:n] for k, v in self.tensors.items()}, f"first{n}")
 
     def hide_labels_after(self, n: int) -> "EncodedDataset":
@@ -128,10 +134,7 @@ class EncodedDataset(torch.utils.data.Dataset):
         Their label turns into :data:`~mmkd_core.losses.ce.UNLABELLED`, which every loss reads as "distil,
         do not classify"; the true labels are not kept anywhere in the returned dataset.
         """
-        from ..losses.ce import UNLABELLED
-
-        if not 1 <= n <= len(self):
-            raise ValueError(f"n_labelled must lie in [1, {len(self)}] (the rows of the training split), got {n}")
+        check_labelled_rows(n, len(self))
         labels = self.tensors["labels"].clone()
         labels[n:] = UNLABELLED
         return self._derived({**self.tensors, "labels": labels}, f"labelled{n}")
@@ -156,4 +159,30 @@ class LazyDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         row = self.dataset[int(i)]
-        return {"image": row["image"], "text": row["text"], "label": row["label"], "index": int(i)}
+        label = row["label"] if int(i) < self.labelled_rows else UNLABELLED
+        return {"image": row["image"], "text": row["text"], "label": label, "index": int(i)}
+
+    labelled_rows = float("inf")  # rows at or after this index hide their label (a transfer set)
+
+    @property
+    def source_fingerprint(self) -> str:
+        return getattr(self, "_source_fingerprint", self.fingerprint)
+
+    def _derived(self, dataset, what: str, labelled_rows=float("inf")) -> "LazyDataset":
+        derived = object.__new__(type(self))
+        derived.__dict__.update(self.__dict__)
+        derived.dataset = dataset
+        derived.labelled_rows = labelled_rows
+        derived._source_fingerprint = self.source_fingerprint
+        derived.fingerprint = f"{self.fingerprint}|{what}"
+        return derived
+
+    def first(self, n: int) -> "LazyDataset":
+        """The first ``n`` rows (their row numbers, which key the teacher cache, are unchanged)."""
+        check_labelled_rows(n, len(self))
+        return self._derived(self.dataset.select(range(n)), f"first{n}")
+
+    def hide_labels_after(self, n: int) -> "LazyDataset":
+        """Every row; only the first ``n`` keep their label (see :meth:`EncodedDataset.hide_labels_after`)."""
+        check_labelled_rows(n, len(self))
+        return self._derived(self.dataset, f"labelled{n}", labelled_rows=n)

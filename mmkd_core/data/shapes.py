@@ -97,6 +97,9 @@ class ShapesConfig:
     n_validation: int = 1000
     n_test: int = 1000
     seed: int = 0
+    # Which statement types a task draws from (None: all of the task's). E.g. ("exists", "position",
+    # "relation") for nlvr leaves out counting, which a patch-per-cell model at 32 px barely learns.
+    statement_types: tuple | None = None
 
     def __post_init__(self) -> None:
         # Every field is checked for its type as well as its range, and stored as a plain Python value
@@ -111,6 +114,8 @@ class ShapesConfig:
             **{split: int_option(split, getattr(self, split), 1, problem="asks for no samples (zero samples)")
                for split in ("n_train", "n_validation", "n_test")},
         }
+        if self.statement_types is not None:
+            checked["statement_types"] = statement_types_option(self.task, self.statement_types)
         for name, value in checked.items():
             object.__setattr__(self, name, value)
 
@@ -122,7 +127,8 @@ class ShapesConfig:
         return int(getattr(self, f"n_{split}"))
 
     def cache_key(self) -> str:
-        payload = json.dumps({**dataclasses.asdict(self), "version": GENERATOR_VERSION}, sort_keys=True)
+        fields = {k: v for k, v in dataclasses.asdict(self).items() if not (k == "statement_types" and v is None)}
+        payload = json.dumps({**fields, "version": GENERATOR_VERSION}, sort_keys=True)
         return hashlib.sha1(payload.encode()).hexdigest()[:12]
 
 
@@ -262,14 +268,33 @@ DECIDABLE = (statement_exists, statement_count, statement_position, statement_re
 UNDECIDABLE = (statement_position, statement_relation)
 
 
-def statement_kinds(task: str) -> tuple:
-    """The statement generators a task draws from (one is drawn per sample, before its scene)."""
+def statement_kinds(task: str, names: tuple | None = None) -> tuple:
+    """The statement generators a task draws from (one is drawn per sample, before its scene).
+
+    ``names`` keeps only those types (``"exists"``, ``"count"``, ``"position"``, ``"relation"``).
+    """
     # In "ve" every label uses the same statement types (position, relation): if entailment and
     # contradiction could also be existence or count statements, the type alone would rule out neutral.
-    return {"ve": UNDECIDABLE, "nlvr": DECIDABLE}.get(task, ())
+    kinds = {"ve": UNDECIDABLE, "nlvr": DECIDABLE}.get(task, ())
+    if names is None:
+        return kinds
+    return tuple(fn for fn in kinds if fn.__name__.removeprefix("statement_") in names)
 
 
-def make_statement(task: str, label: int, objects, rng, kind: int | None = None) -> tuple[str, str] | None:
+def statement_types_option(task: str, value) -> tuple:
+    """``statement_types`` checked: a non-empty list of the task's statement type names, as a tuple."""
+    names = [fn.__name__.removeprefix("statement_") for fn in statement_kinds(task)]
+    accepted = f"a list of str, a non-empty subset of {names} (task {task!r})"
+    if isinstance(value, str) or not isinstance(value, (list, tuple)) or not value:
+        raise ValueError(f"statement_types={value!r} is not a non-empty list; accepted: {accepted}")
+    unknown = [v for v in value if not isinstance(v, str) or v not in names]
+    if unknown:
+        raise ValueError(f"statement_types has unknown entries {unknown}; accepted: {accepted}")
+    return tuple(sorted(set(value), key=names.index))
+
+
+def make_statement(task: str, label: int, objects, rng, kind: int | None = None,
+                   kinds: tuple | None = None) -> tuple[str, str] | None:
     """Text and statement type for the requested label, or None if this scene cannot give it.
 
     ``kind`` indexes :func:`statement_kinds` (None: draw one). The caller keeps the kind and draws a new
@@ -289,7 +314,7 @@ def make_statement(task: str, label: int, objects, rng, kind: int | None = None)
         color = colors[int(rng.integers(len(colors)))]
         phrases = MEME_PHRASES["negative" if negative else "positive"]
         return f"{phrases[int(rng.integers(len(phrases)))]} {color} things", "attitude"
-    kinds = statement_kinds(task)
+    kinds = kinds if kinds is not None else statement_kinds(task)
     fn = kinds[int(rng.integers(len(kinds))) if kind is None else kind]
     if task == "ve" and label == 1:  # neutral: the statement names a colour the scene does not have
         text, _ = fn(objects, rng, None)
@@ -317,13 +342,13 @@ def generate_split(config: ShapesConfig, split: str) -> dict[str, list[Any]]:
     columns: dict[str, list[Any]] = {k: [] for k in (
         "image", "text", "label", "statement", "statement_type", "true_label",
         "text_cue_informative", "image_cue_informative", "n_objects")}
-    kinds = statement_kinds(config.task)
+    kinds = statement_kinds(config.task, config.statement_types)
     for _ in range(config.split_size(split)):
         label = int(rng.integers(n_labels))
         kind = int(rng.integers(len(kinds))) if kinds else None  # fixed before the scene: see make_statement
         while True:
             objects = sample_scene(rng)
-            made = make_statement(config.task, label, objects, rng, kind)
+            made = make_statement(config.task, label, objects, rng, kind, kinds)
             if made is not None:
                 break
         statement, statement_type = made

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ..data.batches import iterate_batches
 from ..losses.ce import labelled_cross_entropy
 from ..losses.gram import gram_objective, gram_relation_loss, stack_views
 from ..losses.kd import distillation_objective
@@ -32,6 +33,20 @@ from ..views import VIEWS
 from ..weighting.instance import instance_weights
 
 WEIGHTINGS = ("population", "instance", "meta")
+
+METHODS: dict[str, type] = {}
+
+
+def register_method(name: str):
+    """Class decorator: make a method buildable as ``make_method(name, **kwargs)`` (torchdistill / mdistiller
+    style registries). The class's ``name`` attribute is set to ``name``."""
+    def wrap(cls):
+        if name in METHODS:
+            raise ValueError(f"method name {name!r} is already registered by {METHODS[name].__name__}")
+        cls.name = name
+        METHODS[name] = cls
+        return cls
+    return wrap
 
 
 def _forward(model, batch, views):
@@ -61,9 +76,9 @@ class Method:
         return {"name": self.name, **params}
 
 
+@register_method("ce")
 @dataclasses.dataclass
 class CrossEntropy(Method):
-    name = "ce"
 
     def step_losses(self, model, batch, teacher_logits):
         logits = _forward(model, batch, ("joint",)).logits["joint"]
@@ -71,6 +86,7 @@ class CrossEntropy(Method):
         return {"ce": ce, "total": ce}
 
 
+@register_method("ce_views")
 @dataclasses.dataclass
 class MultiViewCrossEntropy(Method):
     """CE on each of the three views, no teacher: a model that can answer from either modality alone.
@@ -79,7 +95,6 @@ class MultiViewCrossEntropy(Method):
     has learned meaningful text-only and image-only predictions for MSD and Gram.
     """
 
-    name = "ce_views"
     student_views = VIEWS
 
     def step_losses(self, model, batch, teacher_logits):
@@ -89,6 +104,7 @@ class MultiViewCrossEntropy(Method):
         return losses
 
 
+@register_method("ce_modality_dropout")
 @dataclasses.dataclass
 class ModalityDropoutCrossEntropy(Method):
     """CE where each sample is seen through one view drawn at random (modality dropout).
@@ -99,7 +115,6 @@ class ModalityDropoutCrossEntropy(Method):
     """
 
     joint_probability: float = 0.5
-    name = "ce_modality_dropout"
 
     def __post_init__(self):
         if not 0.0 <= self.joint_probability <= 1.0:
@@ -118,11 +133,11 @@ class ModalityDropoutCrossEntropy(Method):
         return losses
 
 
+@register_method("kd")
 @dataclasses.dataclass
 class VanillaKD(Method):
     alpha: float = 0.5
     temperature: float = 4.0
-    name = "kd"
     teacher_views = ("joint",)
 
     def __post_init__(self):
@@ -137,6 +152,7 @@ class VanillaKD(Method):
                                       self.temperature)
 
 
+@register_method("gram")
 @dataclasses.dataclass
 class GramRelationKD(Method):
     """Liu's objective; ``lam=0`` gives the ``ce3`` ablation (three-view CE + KD, no Gram)."""
@@ -150,13 +166,10 @@ class GramRelationKD(Method):
     gram_input: str = "probs"
     gram_target: str = "gram"
     gram_temperature: float = 1.0
-    name = "gram"
     student_views = VIEWS
     teacher_views = VIEWS
 
     def __post_init__(self):
-        if self.lam == 0:
-            self.name = "ce3"
         if self.gram_input == "features":
             raise ValueError("gram_input='features' needs pooled teacher features: use "
                              "gram_input in ('logits', 'probs', 'log_probs', 'l2_normalized') with the "
@@ -170,6 +183,7 @@ class GramRelationKD(Method):
                               gram_temperature=self.gram_temperature)
 
 
+@register_method("msd")
 @dataclasses.dataclass
 class ModalitySpecificKD(Method):
     """MSD. ``weighting``: ``population`` (fixed ``text_weight``/``image_weight``), ``instance``
@@ -188,15 +202,12 @@ class ModalitySpecificKD(Method):
     gram_lam: float = 0.0
     gram_input: str = "probs"
     gram_temperature: float = 1.0
-    name = "msd"
     student_views = VIEWS
     teacher_views = VIEWS
 
     def __post_init__(self):
         if self.weighting not in WEIGHTINGS:
             raise ValueError(f"unknown weighting {self.weighting!r}; accepted: {list(WEIGHTINGS)}")
-        if self.gram_lam:
-            self.name = "msd_gram"
         self._reweighter = None
         self.weight_log: list[dict[str, torch.Tensor]] = []
 
@@ -259,25 +270,41 @@ def _cycle(dataset, batch_size, seed, device):
     """Endless shuffled batches of the meta set, on ``device``."""
     generator = torch.Generator().manual_seed(seed + 1)
     while True:
-        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=generator,
-                                             collate_fn=getattr(dataset, "collate_fn", None))
-        for batch in loader:
+        for batch in iterate_batches(dataset, batch_size, shuffle=True, generator=generator):
             yield {k: v.to(device) for k, v in batch.items()}
 
 
-METHODS = {"ce": CrossEntropy, "ce_views": MultiViewCrossEntropy,
-           "ce_modality_dropout": ModalityDropoutCrossEntropy, "kd": VanillaKD, "gram": GramRelationKD, "msd": ModalitySpecificKD}
+@register_method("ce3")
+@dataclasses.dataclass
+class ThreeViewCrossEntropyKD(GramRelationKD):
+    """The Gram objective without its Gram term (λ = 0): CE on the three views + KD. The ablation that
+    tells how much of Gram's effect comes from the three-view CE alone."""
+
+    lam: float = 0.0
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.lam != 0:
+            raise ValueError(f"ce3 is the Gram objective with lam = 0 (got lam={self.lam!r}); use method 'gram'")
+
+
+@register_method("msd_gram")
+@dataclasses.dataclass
+class ModalitySpecificGramKD(ModalitySpecificKD):
+    """MSD plus Liu's Gram relation loss (``gram_lam`` > 0): a combination neither paper tried."""
+
+    gram_lam: float = 1.0
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not self.gram_lam > 0:
+            raise ValueError(f"msd_gram needs gram_lam > 0 (got {self.gram_lam!r}); use method 'msd' without it")
 
 
 def make_method(name: str, **kwargs) -> Method:
-    """Build a method by name: ``ce``, ``kd``, ``ce3``, ``gram``, ``msd``, ``msd_gram``."""
-    if name == "ce3":
-        return GramRelationKD(**{**kwargs, "lam": 0.0})
-    if name == "msd_gram":
-        kwargs.setdefault("gram_lam", 1.0)
-        return ModalitySpecificKD(**kwargs)
+    """Build a registered method by name (see :data:`METHODS`); unknown names and arguments list the known ones."""
     if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; accepted: {sorted([*METHODS, 'ce3', 'msd_gram'])}")
+        raise ValueError(f"unknown method {name!r}; registered: {sorted(METHODS)}")
     try:
         return METHODS[name](**kwargs)
     except TypeError as error:

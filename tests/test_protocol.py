@@ -1,0 +1,42 @@
+"""Protocol v2 settings: presets, students' data, hyperparameter choice on validation, Table 1."""
+import pandas as pd
+import pytest
+
+from mmkd_core import results
+from mmkd_core.experiments import PRESETS, ExperimentConfig
+
+
+def test_presets_hold_the_embedded_sizes_and_changes_override_them():
+    config = ExperimentConfig.preset("embedded", "memes")
+    assert config.dataset_options == {"task": "memes", **PRESETS["embedded"]["dataset_options"]}
+    assert config.n_labelled == 300 and config.dataset_options["n_train"] == 6000
+    changed = ExperimentConfig.preset("embedded", "ve", n_labelled=100, dataset_options={"text_cue": 0.0})
+    assert changed.n_labelled == 100 and changed.dataset_options["text_cue"] == 0.0
+    assert changed.dataset_options["n_train"] == 6000
+    # None means "the preset's value", so notebooks can pass their parameters through unchanged
+    assert ExperimentConfig.preset("embedded", "ve", n_labelled=None) == ExperimentConfig.preset("embedded", "ve")
+    real = ExperimentConfig.preset("embedded", "ve", dataset="hateful_memes", data_root="/x")
+    assert real.dataset_options == {} and real.lazy_images
+    with pytest.raises(ValueError, match="unknown experiment preset 'huge'"):
+        ExperimentConfig.preset("huge")
+
+
+def test_choose_on_validation_picks_the_best_validation_run_only():
+    candidates = [{"temperature": 1.0}, {"temperature": 4.0}, {"temperature": 8.0}]
+    rows = [{"validation/accuracy": 0.6, "test/accuracy": 0.9}, {"validation/accuracy": 0.7, "test/accuracy": 0.1},
+            {"validation/accuracy": 0.7, "test/accuracy": 0.5}]
+    best, table = results.choose_on_validation(candidates, rows)
+    assert best == {"temperature": 4.0}  # ties go to the earlier candidate; test accuracy is never read
+    assert table["chosen"].tolist() == [False, True, False] and "test/accuracy" not in table
+    with pytest.raises(ValueError, match="one run per candidate"):
+        results.choose_on_validation(candidates, rows[:2])
+
+
+def test_table1_has_one_column_per_task_and_split():
+    runs = pd.DataFrame([{"task": t, "method": m, "seed": s, "test/accuracy": 0.5 + 0.1 * s,
+                          "validation/accuracy": 0.5} for t in ("ve", "memes") for m in ("Gram", "CE (no teacher)")
+                         for s in range(3)])
+    table = results.table1(runs)
+    assert list(table.index) == ["CE (no teacher)", "Gram"]  # the collection's method order
+    assert {"ve test", "ve validation", "memes test"} <= set(table.columns)
+    assert table.loc["Gram", "seeds per task"] == 3
