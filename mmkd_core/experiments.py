@@ -112,6 +112,8 @@ class ExperimentConfig:
         fields = copy.deepcopy(PRESETS[name])
         if changes.get("dataset", "shapes") == "shapes":
             fields["dataset_options"] = {"task": task, **fields.get("dataset_options", {})}
+            if name != "fast":
+                fields.update(TASK_TEACHER_SETTINGS.get(task, {}))
         else:  # a real dataset brings its own splits: the benchmark's sizes and task do not apply
             fields["dataset_options"] = {}
             fields["lazy_images"] = True
@@ -132,6 +134,12 @@ PRESETS: dict[str, dict] = {
                                        intermediate_size=512), batch_size=256, student_max_steps=6000,
                 student_eval_every=100),
 }
+
+
+# Teacher settings a benchmark variant needs (measured, see README): at lr 2e-3 the nlvr teacher stops at its
+# text and image cues (67% test accuracy, existence statements 75%); at 1e-3 it learns to find a colour in the
+# image (existence statements 99.6%, 75% overall) and is still improving at epoch 40.
+TASK_TEACHER_SETTINGS: dict[str, dict] = {"nlvr": {"teacher_lr": 1e-3, "teacher_epochs": 60}}
 
 
 @dataclasses.dataclass

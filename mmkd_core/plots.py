@@ -302,8 +302,9 @@ GRAM_LABELS = ("text", "image", "joint")
 def _heatmap(ax, matrix, vmin: float, vmax: float, cmap: str, title: str):
     image = ax.imshow(np.asarray(matrix), vmin=vmin, vmax=vmax, cmap=cmap)
     for (i, j), value in np.ndenumerate(np.asarray(matrix)):
+        dark = (value - vmin) < 0.55 * (vmax - vmin)  # viridis is dark at the low end, Reds at the high end
         ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=8,
-                color="white" if (value - vmin) < 0.55 * (vmax - vmin) else "black")
+                color="white" if dark != (cmap == "Reds") else "black")
     ax.set_xticks(range(3), GRAM_LABELS)
     ax.set_yticks(range(3), GRAM_LABELS)
     ax.set_title(title, fontsize=9)
@@ -325,7 +326,7 @@ def gram_over_training(teacher_gram, snapshots: list, best_step: int | None = No
     """Figure 2: the teacher's G once, the student's G at a few steps of one run (top row, one colour scale),
     and |G_t − G_s| at the same steps (bottom row, its own shared scale)."""
     n = len(snapshots)
-    fig, axes = plt.subplots(2, n + 1, figsize=(2.7 * (n + 1) + 1.2, 5.6), squeeze=False)
+    fig, axes = plt.subplots(2, n + 1, figsize=(3.0 * (n + 1) + 1.2, 5.8), squeeze=False)
     teacher = np.asarray(teacher_gram)
     grams = [np.asarray(g) for _, g in snapshots]
     top = max([teacher.max(), *[g.max() for g in grams]])
