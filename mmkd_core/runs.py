@@ -37,8 +37,13 @@ from .training.cache import TeacherCache
 from .training.methods import make_method
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-# The source that decides what a run computes; reports, plots and drivers are left out on purpose.
-TRAINING_SOURCES = ("data", "evaluation", "losses", "models", "training", "weighting", "views.py",
+# The source that decides what a student run computes. Reports, plots, drivers and modules no student run
+# imports (vision, pretrained towers, notebook 01's loops) are left out on purpose: editing them must not
+# invalidate every cached run. The teacher enters the key through its weights' fingerprint.
+TRAINING_SOURCES = ("data/__init__.py", "data/shapes.py", "data/real.py", "data/options.py", "data/encoding.py",
+                    "data/batches.py", "data/tokenizer.py", "evaluation/predict.py", "losses/ce.py", "losses/kd.py",
+                    "losses/msd.py", "losses/gram.py", "models/multimodal.py", "training/trainer.py",
+                    "training/methods.py", "training/cache.py", "training/tracking.py", "weighting", "views.py",
                     "experiments.py", "runs.py")
 LOG_FRAMES = ("step_log", "evaluation_log", "weights")
 
