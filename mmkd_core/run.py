@@ -9,9 +9,9 @@ sizes, epochs...). Experiments:
 
 * ``teacher``: train (or load) the experiment's teacher and print its metrics;
 * ``student``: the teacher (cached), its output cache, then one student per seed with ``--method``.
-* ``vision``: notebook 01 (BEiT teacher → Data2Vec-vision student, data2vec targets) per seed, with the
-  notebook's default sizes; ``--set`` takes ``TinyVisionSizes`` fields and ``teacher_epochs`` /
-  ``student_epochs``. Its feature-KD loop runs in one process (CUDA when present); it is not sharded
+* ``vision``: notebook 01's label-efficiency comparison (BEiT teacher → Data2Vec-vision student, data2vec
+  targets) per seed, with the notebook's default sizes; ``--set`` takes ``TinyVisionSizes`` fields and
+  ``teacher_epochs`` / ``student_epochs`` (the early-stopping caps). Its feature-KD loop runs in one process (CUDA when present); it is not sharded
   across processes, so it refuses to run under a multi-process launcher rather than train N copies.
 
 Results use the notebooks' format: ``runs.csv`` (one row per seed, same columns as ``*_runs.csv`` in

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from .data.digits import ImageSplits
 from .evaluation.probes import count_parameters, extract_features, linear_probe_accuracy
-from .evaluation.stats import mean_ci
+from .evaluation.stats import difference_ci, mean_ci
 from .losses.data2vec import Data2VecDistillationLoss, Data2VecLossConfig
 from .models.vision import TinyVisionSizes, hidden_states
 from .training.feature_kd import (
@@ -230,3 +230,20 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     frame = pd.DataFrame(table)
     frame = frame.assign(_m=frame.method.map(order), _k=frame.labels_per_class.replace(ALL_LABELS, 10**9))
     return frame.sort_values(["_m", "_k"]).drop(columns=["_m", "_k"]).reset_index(drop=True)
+
+
+def compare(runs: pd.DataFrame, method: str, baseline: str, k: int, baseline_k: int | None = None) -> dict:
+    """``method`` at k labels per class against ``baseline`` at ``baseline_k`` (default k), in points.
+
+    ``separated`` is True when the two 95% intervals of the means do not overlap, the rule by which the
+    notebook says one beats the other; ``resolvable`` is the Welch half-width of the difference.
+    """
+    baseline_k = k if baseline_k is None else baseline_k
+    a = runs[(runs.method == method) & (runs.labels_per_class == k)]["test/accuracy"]
+    b = runs[(runs.method == baseline) & (runs.labels_per_class == baseline_k)]["test/accuracy"]
+    (mean_a, half_a), (mean_b, half_b) = mean_ci(a), mean_ci(b)
+    difference, resolvable = difference_ci(a, b)
+    return dict(method=method, baseline=baseline, k=k, baseline_k=baseline_k, mean=100 * mean_a, half=100 * half_a,
+                baseline_mean=100 * mean_b, baseline_half=100 * half_b, difference=100 * difference,
+                resolvable=100 * resolvable, separated=bool(abs(mean_a - mean_b) > half_a + half_b),
+                seeds=(len(a), len(b)))
