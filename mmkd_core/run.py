@@ -114,7 +114,7 @@ def run_vision(args, state, out: Path) -> int:
 
     from .data.digits import load_digits_splits
     from .models.vision import TinyVisionSizes
-    from .vision_experiment import LabelEfficiencyConfig, run_seed, runs_frame
+    from .vision_experiment import LabelEfficiencyConfig, run_experiment
 
     if state.num_processes > 1:
         raise SystemExit("the 'vision' experiment runs in one process (its feature-KD loop is not sharded); "
@@ -128,11 +128,8 @@ def run_vision(args, state, out: Path) -> int:
         teacher=dataclasses.replace(config.teacher, epochs=epochs["teacher_epochs"]),
         student=dataclasses.replace(config.student, epochs=epochs["student_epochs"]))
     data = load_digits_splits(image_size=config.sizes.image_size, validation_fraction=0.2)
-    rows = []
-    for seed in args.seeds:
-        rows += run_seed(seed, data, config)
+    frame = run_experiment(args.seeds, data, config, teacher_seed=args.seeds[0])
     out.mkdir(parents=True, exist_ok=True)
-    frame = runs_frame(rows)
     frame.to_csv(out / "runs.csv", index=False)
     print(frame.to_string(index=False))
     return 0

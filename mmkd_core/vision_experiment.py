@@ -1,12 +1,14 @@
 """Notebook 01's experiment: how many labels does data2vec feature distillation save? One seed at a time.
 
-Per seed, on the digits' fixed train / validation / test split:
-  * teacher: the embedded BEiT v2, trained supervised on every training label with random shifts, early
-    stopping on validation accuracy; it stands in for the pretrained teacher of the draft;
+On the digits' fixed train / validation / test split:
+  * teacher, trained once (like the draft's one pretrained checkpoint): the embedded BEiT v2, supervised on every
+    training label with random shifts, early stopping on validation accuracy;
+
+and per seed:
   * KD student: a 2-layer Data2Vec student that regresses the teacher's data2vec targets on the training
     images, **without their labels**; early stopping on the data2vec loss of the validation images;
-  * supervised student: the same student (same initial weights) trained with cross-entropy on k labelled
-    images per class, early stopping on validation accuracy;
+  * supervised student: the same student (same initial weights) trained with cross-entropy through a linear
+    head on the flattened tokens, on k labelled images per class, early stopping on validation accuracy;
   * random init: the same initial weights, untrained (the floor).
 Every student is then frozen and read by a linear probe fitted on the same k labelled images per class
 (:func:`sample_labels_per_class`), on its flattened last-layer tokens (:func:`flattened_tokens`).
@@ -137,33 +139,49 @@ def _fit_classifier(model: nn.Module, images: Tensor, labels: Tensor, data: Imag
     return dict(train_seconds=time.perf_counter() - start, best_epoch=stopper.best_epoch, epochs=stopper.epochs)
 
 
+def token_classifier(backbone: nn.Module, sizes: TinyVisionSizes, num_classes: int) -> FeatureClassifier:
+    """A linear head on the flattened tokens: the same read-out as the probe, for the teacher and the supervised student."""
+    return FeatureClassifier(backbone, num_classes, readout="flattened_tokens",
+                             num_tokens=1 + (sizes.image_size // sizes.patch_size) ** 2)
+
+
 def train_teacher(data: ImageSplits, config: LabelEfficiencyConfig, seed: int) -> tuple[nn.Module, dict]:
-    """The teacher and its run row (its own head's test accuracy, every training label, shifted images)."""
+    """The teacher backbone and its run row (its own head's test accuracy, every training label, shifted images)."""
     seed_everything(seed)
-    teacher = config.sizes.teacher(num_classes=data.num_classes)
+    teacher = token_classifier(config.sizes.teacher(num_classes=0), config.sizes, data.num_classes)
     fit = _fit_classifier(teacher, data.train_images, data.train_labels, data, dataclasses.replace(config.teacher, seed=seed),
                           config.patience, max_shift=config.teacher_max_shift)
     accuracy, _ = classifier_scores(teacher, data.test_images, data.test_labels)
-    params = count_parameters(teacher) - count_parameters(teacher.head)  # the head is not part of the features
-    return teacher, dict(method="teacher", seed=seed, labels_per_class=ALL_LABELS, **{"test/accuracy": accuracy},
-                         params=params, **fit)
+    return teacher.backbone, dict(method="teacher", seed=seed, labels_per_class=ALL_LABELS,
+                                  **{"test/accuracy": accuracy}, params=count_parameters(teacher.backbone), **fit)
 
 
-def train_kd_student(student: nn.Module, teacher: nn.Module, data: ImageSplits, config: LabelEfficiencyConfig,
+@dataclasses.dataclass(frozen=True)
+class TeacherTargets:
+    """The teacher's data2vec targets for the training and validation images, computed once for every seed."""
+
+    train: Tensor
+    validation: Tensor
+
+    @classmethod
+    def of(cls, teacher: nn.Module, data: ImageSplits, loss_config: Data2VecLossConfig) -> "TeacherTargets":
+        return cls(cache_teacher_targets(teacher, data.train_images, loss_config),
+                   cache_teacher_targets(teacher, data.validation_images, loss_config))
+
+
+def train_kd_student(student: nn.Module, targets: TeacherTargets, data: ImageSplits, config: LabelEfficiencyConfig,
                      seed: int) -> dict:
     """Distil ``student`` in place from the teacher's targets on the unlabelled training images."""
-    train_targets = cache_teacher_targets(teacher, data.train_images, config.loss)
-    validation_targets = cache_teacher_targets(teacher, data.validation_images, config.loss)
     loss = Data2VecDistillationLoss(config.loss)  # equal widths: no projection head
 
     def minus_validation_loss() -> float:
         device = next(student.parameters()).device
         prediction = hidden_states(student, data.validation_images.to(device))
-        return -float(loss(prediction, teacher_targets=validation_targets.to(device)))
+        return -float(loss(prediction, teacher_targets=targets.validation.to(device)))
 
     stopper = EarlyStopping([student], minus_validation_loss, config.patience)
     start = time.perf_counter()
-    train_feature_kd(student, data.train_images, train_targets, loss, dataclasses.replace(config.student, seed=seed),
+    train_feature_kd(student, data.train_images, targets.train, loss, dataclasses.replace(config.student, seed=seed),
                      on_epoch_end=stopper)
     stopper.restore_best()
     return dict(train_seconds=time.perf_counter() - start, best_epoch=stopper.best_epoch, epochs=stopper.epochs)
@@ -172,26 +190,27 @@ def train_kd_student(student: nn.Module, teacher: nn.Module, data: ImageSplits, 
 def train_supervised_student(student: nn.Module, data: ImageSplits, labelled: np.ndarray, config: LabelEfficiencyConfig,
                              seed: int) -> tuple[FeatureClassifier, dict]:
     """Train ``student`` in place with a linear head on the ``labelled`` training rows only."""
-    classifier = FeatureClassifier(student, data.num_classes)
+    classifier = token_classifier(student, config.sizes, data.num_classes)
     rows = torch.from_numpy(_repeat_to(labelled, config.min_epoch_examples))
     fit = _fit_classifier(classifier, data.train_images[rows], data.train_labels[rows], data,
                           dataclasses.replace(config.student, seed=seed), config.patience)
     return classifier, fit
 
 
-def run_seed(seed: int, data: ImageSplits, config: LabelEfficiencyConfig = LabelEfficiencyConfig()) -> list[dict]:
-    """One seed: the teacher row, then per k one row for each student (columns :data:`RUN_COLUMNS` plus
-    ``head/accuracy``, the supervised student's own head on the test split)."""
+def run_seed(seed: int, data: ImageSplits, targets: TeacherTargets,
+             config: LabelEfficiencyConfig = LabelEfficiencyConfig()) -> list[dict]:
+    """One seed of the students: per k one row for each student (columns :data:`RUN_COLUMNS` plus
+    ``head/accuracy``, the supervised student's own head on the test split). The teacher is trained once,
+    by :func:`train_teacher`, and reaches every seed through its ``targets``."""
     if data.validation_images is None:
         raise ValueError("the experiment needs a validation split: load_digits_splits(validation_fraction=...)")
-    teacher, teacher_row = train_teacher(data, config, seed)
     seed_everything(seed)
     random_student = config.sizes.student()
     kd_student = copy.deepcopy(random_student)
-    kd_fit = train_kd_student(kd_student, teacher, data, config, seed)
+    kd_fit = train_kd_student(kd_student, targets, data, config, seed)
     untrained = dict(train_seconds=0.0, best_epoch=0, epochs=0)
     params = count_parameters(random_student)
-    rows = [teacher_row]
+    rows = []
     for k in config.labels_per_class:
         labelled = sample_labels_per_class(data.train_labels, k, seed)
         classifier, supervised_fit = train_supervised_student(copy.deepcopy(random_student), data, labelled, config, seed)
@@ -205,6 +224,24 @@ def run_seed(seed: int, data: ImageSplits, config: LabelEfficiencyConfig = Label
                 row["head/accuracy"] = classifier_scores(classifier, data.test_images, data.test_labels)[0]
             rows.append(row)
     return [{"task": TASK, **row} for row in rows]
+
+
+def run_experiment(seeds, data: ImageSplits, config: LabelEfficiencyConfig = LabelEfficiencyConfig(),
+                   teacher_seed: int = 0, log=print) -> pd.DataFrame:
+    """The teacher (once, ``teacher_seed``), then :func:`run_seed` for every seed; the runs table."""
+    teacher, teacher_row = train_teacher(data, config, teacher_seed)
+    log(f"teacher: test accuracy {100 * teacher_row['test/accuracy']:.1f}% (own head), best epoch "
+        f"{teacher_row['best_epoch']} of {teacher_row['epochs']}, {teacher_row['train_seconds']:.0f} s")
+    targets = TeacherTargets.of(teacher, data, config.loss)
+    rows = [{"task": TASK, **teacher_row}]
+    for seed in seeds:
+        seed_rows = run_seed(seed, data, targets, config)
+        rows += seed_rows
+        log(f"seed {seed}: " + ", ".join(
+            f"k={labels_name(r['labels_per_class'])} KD {100 * r['test/accuracy']:.1f}" for r in seed_rows
+            if r["method"] == "KD student") + " | " + ", ".join(
+            f"supervised {100 * r['test/accuracy']:.1f}" for r in seed_rows if r["method"] == "supervised student"))
+    return runs_frame(rows)
 
 
 def runs_frame(rows: list[dict]) -> pd.DataFrame:
@@ -243,6 +280,11 @@ def compare(runs: pd.DataFrame, method: str, baseline: str, k: int, baseline_k: 
     b = runs[(runs.method == baseline) & (runs.labels_per_class == baseline_k)]["test/accuracy"]
     (mean_a, half_a), (mean_b, half_b) = mean_ci(a), mean_ci(b)
     difference, resolvable = difference_ci(a, b)
+    # A single run (the teacher, trained once) is a fixed value, not a sample: it has no interval of its own,
+    # and the difference is resolved by the other side's interval alone.
+    if len(a) == 1 or len(b) == 1:
+        half_a, half_b = np.nan_to_num(half_a), np.nan_to_num(half_b)
+        resolvable = max(half_a, half_b)
     return dict(method=method, baseline=baseline, k=k, baseline_k=baseline_k, mean=100 * mean_a, half=100 * half_a,
                 baseline_mean=100 * mean_b, baseline_half=100 * half_b, difference=100 * difference,
                 resolvable=100 * resolvable, separated=bool(abs(mean_a - mean_b) > half_a + half_b),

@@ -66,6 +66,10 @@ def test_supervised_training_runs_for_teacher_and_student(data):
     assert len(history.losses) == 6
     classifier = FeatureClassifier(SIZES.student(), num_classes=10)
     assert classifier(data.test_images[:2]).shape == (2, 10)
+    flat = FeatureClassifier(SIZES.student(), num_classes=10, readout="flattened_tokens", num_tokens=17)
+    assert flat(data.test_images[:2]).shape == (2, 10) and flat.head.in_features == 17 * 32
+    with pytest.raises(ValueError, match="num_tokens"):
+        FeatureClassifier(SIZES.student(), num_classes=10, readout="flattened_tokens")
     with pytest.raises(ValueError, match="labels must be"):
         train_classifier(classifier, data.train_images, data.train_labels[:3], CONFIG)
 

@@ -10,8 +10,8 @@ from mmkd_core.data.digits import load_digits_splits
 from mmkd_core.models.vision import TinyVisionSizes
 from mmkd_core.training.feature_kd import EarlyStopping, TrainConfig, seed_everything
 from mmkd_core.vision_experiment import (
-    ALL_LABELS, METHODS, RUN_COLUMNS, LabelEfficiencyConfig, flattened_tokens, probe_accuracy, run_seed, runs_frame,
-    sample_labels_per_class, summarize, train_supervised_student,
+    ALL_LABELS, METHODS, RUN_COLUMNS, LabelEfficiencyConfig, compare, flattened_tokens, probe_accuracy, run_experiment,
+    runs_frame, sample_labels_per_class, summarize, train_supervised_student,
 )
 
 SIZES = TinyVisionSizes(width=16, num_heads=2, teacher_depth=1, student_depth=1)
@@ -88,18 +88,38 @@ def test_supervised_student_stops_early_on_validation(data):
     assert fit["epochs"] < 40 and fit["best_epoch"] == fit["epochs"] - 2  # stopped by patience, not by the cap
 
 
-def test_one_seed_gives_the_runs_table_columns(data):
+def test_two_seeds_give_the_runs_table_columns(data):
     config = LabelEfficiencyConfig(sizes=SIZES, teacher=TINY, student=TINY, labels_per_class=(2, ALL_LABELS),
                                    patience=1, min_epoch_examples=32)
-    runs = runs_frame(run_seed(0, data, config) + run_seed(1, data, config))
+    runs = run_experiment([0, 1], data, config, log=lambda line: None)
     assert list(runs.columns[:len(RUN_COLUMNS)]) == RUN_COLUMNS
     assert set(runs.task) == {"digits"} and set(runs.method) == set(METHODS)
     assert runs["test/accuracy"].between(0, 1).all() and (runs.epochs >= runs.best_epoch).all()
     teacher = runs[runs.method == "teacher"]
-    assert len(teacher) == 2 and (teacher.labels_per_class == ALL_LABELS).all()
+    assert len(teacher) == 1 and (teacher.labels_per_class == ALL_LABELS).all()  # one teacher for every seed
+    single = compare(runs, "teacher", "supervised student", ALL_LABELS)
+    assert single["seeds"] == (1, 2) and single["half"] == 0 and single["resolvable"] == single["baseline_half"]
     assert len(runs[runs.method == "KD student"]) == 4 and runs.labels_per_class.dtype.kind == "i"
     students = runs[runs.method != "teacher"]
     assert students.params.nunique() == 1  # one architecture for every student
     assert (runs[runs.method == "random init"].epochs == 0).all()
     table = summarize(runs)
-    assert list(table.method.unique()) == METHODS and set(table.seeds) == {2}
+    assert list(table.method.unique()) == METHODS and set(table.seeds) == {1, 2}
+
+
+def test_welch_difference_matches_scipy_and_compare_uses_it():
+    from scipy import stats
+
+    from mmkd_core.evaluation.stats import difference_ci
+    from mmkd_core.vision_experiment import compare
+
+    a, b = [0.90, 0.92, 0.95, 0.91, 0.93], [0.80, 0.86, 0.83, 0.79, 0.88]
+    difference, half = difference_ci(a, b)
+    welch = stats.ttest_ind(a, b, equal_var=False)
+    assert difference == pytest.approx(np.mean(a) - np.mean(b))
+    assert half == pytest.approx(welch.confidence_interval(0.95).high - difference)
+    runs = runs_frame([dict(task="digits", method=m, seed=s, labels_per_class=5, **{"test/accuracy": v}, params=1,
+                            train_seconds=0.0, best_epoch=1, epochs=2)
+                       for m, values in [("KD student", a), ("supervised student", b)] for s, v in enumerate(values)])
+    result = compare(runs, "KD student", "supervised student", 5)
+    assert result["difference"] == pytest.approx(100 * difference) and result["separated"] and result["seeds"] == (5, 5)

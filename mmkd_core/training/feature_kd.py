@@ -199,16 +199,29 @@ def _run_loop(accelerator: Accelerator, model_parts: list[nn.Module], step_loss,
 
 
 class FeatureClassifier(nn.Module):
-    """A linear classifier on a backbone's pooled features (mean of the last block's patch tokens)."""
+    """A linear classifier on a backbone's last block: on the mean of its patch tokens (``readout="mean_patches"``),
+    or on all its tokens concatenated (``readout="flattened_tokens"``, which needs ``num_tokens``, CLS included).
 
-    def __init__(self, backbone: nn.Module, num_classes: int):
+    Each token is layer-normed first. The flattened read-out keeps where in the image each token is, which the
+    mean discards (the embedded models have only relative position biases, no absolute position embedding).
+    """
+
+    def __init__(self, backbone: nn.Module, num_classes: int, readout: str = "mean_patches",
+                 num_tokens: int | None = None):
         super().__init__()
-        self.backbone = backbone
-        self.norm = nn.LayerNorm(model_width(backbone))
-        self.head = nn.Linear(model_width(backbone), num_classes)
+        if readout not in ("mean_patches", "flattened_tokens"):
+            raise ValueError(f"readout must be 'mean_patches' or 'flattened_tokens'; got {readout!r}")
+        if readout == "flattened_tokens" and not num_tokens:
+            raise ValueError("readout='flattened_tokens' needs num_tokens (1 + number of patches)")
+        self.backbone, self.readout = backbone, readout
+        width = model_width(backbone)
+        self.norm = nn.LayerNorm(width)
+        self.head = nn.Linear(width * (num_tokens if readout == "flattened_tokens" else 1), num_classes)
 
     def forward(self, pixel_values: Tensor) -> Tensor:
-        return self.head(self.norm(pooled_features(self.backbone, pixel_values)))
+        if self.readout == "mean_patches":
+            return self.head(self.norm(pooled_features(self.backbone, pixel_values)))
+        return self.head(self.norm(hidden_states(self.backbone, pixel_values)[-1]).flatten(1))
 
 
 def random_shift(images: Tensor, max_shift: int, generator: torch.Generator, fill: float = -1.0) -> Tensor:
