@@ -50,21 +50,26 @@ class LabelEfficiencyConfig:
 
     Attributes:
         labels_per_class: the k values; :data:`ALL_LABELS` (-1) means every training label.
-        patience: epochs without a better validation score before a run stops.
+        patience: epochs without a better validation score before a student's run stops.
+        teacher_patience: the same for the teacher, trained once (its validation accuracy moves in small steps).
         teacher_max_shift: the teacher's random translations, in pixels of the upsampled image.
         min_epoch_examples: a labelled set smaller than this is repeated up to it in each epoch, so that
             an epoch (the unit of early stopping) has several steps even at k = 5.
+        kd_min_improvement: the relative fall of the validation data2vec loss that counts as an improvement
+            for the KD student's early stopping (0.01: 1%).
         probe_C: inverse L2 strength of the linear probe, the same for every model and k.
     """
 
-    sizes: TinyVisionSizes = TinyVisionSizes()
-    teacher: TrainConfig = TrainConfig(epochs=60, lr=2e-3, progress=False)
+    sizes: TinyVisionSizes = TinyVisionSizes(teacher_depth=4)
+    teacher: TrainConfig = TrainConfig(epochs=60, lr=1e-3, progress=False)
     student: TrainConfig = TrainConfig(epochs=60, lr=2e-3, progress=False)
     loss: Data2VecLossConfig = Data2VecLossConfig()
     labels_per_class: tuple[int, ...] = (5, 10, 25, ALL_LABELS)
     patience: int = 6
-    teacher_max_shift: int = 4
+    teacher_patience: int = 10
+    teacher_max_shift: int = 2
     min_epoch_examples: int = 256
+    kd_min_improvement: float = 0.01
     probe_C: float = 1.0
 
     def __post_init__(self):
@@ -150,10 +155,14 @@ def train_teacher(data: ImageSplits, config: LabelEfficiencyConfig, seed: int) -
     seed_everything(seed)
     teacher = token_classifier(config.sizes.teacher(num_classes=0), config.sizes, data.num_classes)
     fit = _fit_classifier(teacher, data.train_images, data.train_labels, data, dataclasses.replace(config.teacher, seed=seed),
-                          config.patience, max_shift=config.teacher_max_shift)
+                          config.teacher_patience, max_shift=config.teacher_max_shift)
     accuracy, _ = classifier_scores(teacher, data.test_images, data.test_labels)
+    # the students' read-out too (frozen flattened tokens, every label), so the two can be compared either way
+    probe = probe_accuracy(teacher.backbone, data, sample_labels_per_class(data.train_labels, ALL_LABELS, seed), seed,
+                           config.probe_C)
     return teacher.backbone, dict(method="teacher", seed=seed, labels_per_class=ALL_LABELS,
-                                  **{"test/accuracy": accuracy}, params=count_parameters(teacher.backbone), **fit)
+                                  **{"test/accuracy": accuracy, "probe/accuracy": probe},
+                                  params=count_parameters(teacher.backbone), **fit)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,12 +183,14 @@ def train_kd_student(student: nn.Module, targets: TeacherTargets, data: ImageSpl
     """Distil ``student`` in place from the teacher's targets on the unlabelled training images."""
     loss = Data2VecDistillationLoss(config.loss)  # equal widths: no projection head
 
-    def minus_validation_loss() -> float:
+    def minus_log_validation_loss() -> float:
         device = next(student.parameters()).device
         prediction = hidden_states(student, data.validation_images.to(device))
-        return -float(loss(prediction, teacher_targets=targets.validation.to(device)))
+        return -math.log(float(loss(prediction, teacher_targets=targets.validation.to(device))))
 
-    stopper = EarlyStopping([student], minus_validation_loss, config.patience)
+    # The regression loss keeps creeping down as the learning rate decays; on a log scale, min_delta asks for a
+    # relative improvement, so the run stops once the loss has not fallen by that fraction for `patience` epochs.
+    stopper = EarlyStopping([student], minus_log_validation_loss, config.patience, min_delta=config.kd_min_improvement)
     start = time.perf_counter()
     train_feature_kd(student, data.train_images, targets.train, loss, dataclasses.replace(config.student, seed=seed),
                      on_epoch_end=stopper)
