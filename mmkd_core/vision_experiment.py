@@ -74,8 +74,13 @@ class LabelEfficiencyConfig:
 
     def __post_init__(self):
         for k in self.labels_per_class:
-            if k != ALL_LABELS and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
-                raise ValueError(f"labels_per_class values must be ints >= 1 or {ALL_LABELS} (all); got {k!r}")
+            check_labels_per_class(k)
+
+
+def check_labels_per_class(k) -> None:
+    """ValueError unless ``k`` is an int >= 1 or :data:`ALL_LABELS`."""
+    if k != ALL_LABELS and (isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1):
+        raise ValueError(f"labels per class must be an int >= 1 or {ALL_LABELS} (all); got {k!r}")
 
 
 def sample_labels_per_class(labels: Tensor | np.ndarray, k: int, seed: int) -> np.ndarray:
@@ -85,10 +90,9 @@ def sample_labels_per_class(labels: Tensor | np.ndarray, k: int, seed: int) -> n
     among the k = 10 rows (a larger budget only adds labels). Raises if a class has fewer than k rows.
     """
     labels = np.asarray(labels)
+    check_labels_per_class(k)
     if k == ALL_LABELS:
         return np.arange(labels.size)
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"k must be an int >= 1 or {ALL_LABELS} (all); got {k!r}")
     rng = np.random.default_rng(seed)
     chosen = []
     for label in np.unique(labels):

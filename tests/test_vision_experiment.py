@@ -41,7 +41,7 @@ def test_k_per_class_sampling_is_stratified_deterministic_and_nested():
     assert np.array_equal(sample_labels_per_class(labels, ALL_LABELS, seed=3), np.arange(48))
     with pytest.raises(ValueError, match="fewer than k"):
         sample_labels_per_class(labels, 13, seed=0)
-    with pytest.raises(ValueError, match="k must be"):
+    with pytest.raises(ValueError, match="labels per class must be"):
         sample_labels_per_class(labels, 0, seed=0)
 
 
