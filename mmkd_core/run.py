@@ -9,9 +9,9 @@ sizes, epochs...). Experiments:
 
 * ``teacher``: train (or load) the experiment's teacher and print its metrics;
 * ``student``: the teacher (cached), its output cache, then one student per seed with ``--method``.
-* ``vision``: notebook 01 (BEiT teacher → Data2Vec-vision student, data2vec targets) per seed, with the
-  notebook's default sizes; ``--set`` takes ``TinyVisionSizes`` fields and ``teacher_epochs`` /
-  ``student_epochs``. Its feature-KD loop runs in one process (CUDA when present); it is not sharded
+* ``vision``: notebook 01's label-efficiency comparison (BEiT teacher → Data2Vec-vision student, data2vec
+  targets) per seed, with the notebook's default sizes; ``--set`` takes ``TinyVisionSizes`` fields and
+  ``teacher_epochs`` / ``student_epochs`` (the early-stopping caps). Its feature-KD loop runs in one process (CUDA when present); it is not sharded
   across processes, so it refuses to run under a multi-process launcher rather than train N copies.
 
 Results use the notebooks' format: ``runs.csv`` (one row per seed, same columns as ``*_runs.csv`` in
@@ -112,31 +112,30 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_vision(args, state, out: Path) -> int:
-    """Notebook 01's comparison (teacher, KD student, supervised student, random init) per seed."""
+    """Notebook 01's label-efficiency comparison (teacher, KD student, supervised student, random init) per seed."""
+    import dataclasses
+
     from .data.digits import load_digits_splits
-    from .losses import Data2VecLossConfig
     from .models.vision import TinyVisionSizes
-    from .training.feature_kd import TrainConfig as FeatureTrainConfig
-    from .training.vision_kd_experiment import run_seed
+    from .vision_experiment import LabelEfficiencyConfig, run_experiment
 
     if state.num_processes > 1:
         raise SystemExit("the 'vision' experiment runs in one process (its feature-KD loop is not sharded); "
                          "run it with python -m mmkd_core.run vision, not under accelerate launch / torchrun")
     fields = {k: yaml.safe_load(v) for k, _, v in (item.partition("=") for item in args.set)}
-    epochs = {k: fields.pop(k, d) for k, d in (("teacher_epochs", 20), ("student_epochs", 30))}
-    sizes = TinyVisionSizes(**fields)
-    data = load_digits_splits(image_size=sizes.image_size)
-    rows = []
-    for seed in args.seeds:
-        result = run_seed(seed, data, sizes, FeatureTrainConfig(epochs=epochs["teacher_epochs"], lr=3e-3),
-                          FeatureTrainConfig(epochs=epochs["student_epochs"], lr=2e-3), Data2VecLossConfig())
-        rows += result.rows
+    config = LabelEfficiencyConfig()
+    epochs = {k: fields.pop(k, d) for k, d in (("teacher_epochs", config.teacher.epochs),
+                                                ("student_epochs", config.student.epochs))}
+    config = dataclasses.replace(
+        config, sizes=TinyVisionSizes(**fields),
+        teacher=dataclasses.replace(config.teacher, epochs=epochs["teacher_epochs"]),
+        student=dataclasses.replace(config.student, epochs=epochs["student_epochs"]))
+    data = load_digits_splits(image_size=config.sizes.image_size, validation_fraction=0.2)
+    frame = run_experiment(args.seeds, data, config, teacher_seed=args.seeds[0])
     out.mkdir(parents=True, exist_ok=True)
-    frame = pd.DataFrame(rows)
     frame.to_csv(out / "runs.csv", index=False)
     print(frame.to_string(index=False))
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -66,6 +66,10 @@ def test_supervised_training_runs_for_teacher_and_student(data):
     assert len(history.losses) == 6
     classifier = FeatureClassifier(SIZES.student(), num_classes=10)
     assert classifier(data.test_images[:2]).shape == (2, 10)
+    flat = FeatureClassifier(SIZES.student(), num_classes=10, readout="flattened_tokens", num_tokens=17)
+    assert flat(data.test_images[:2]).shape == (2, 10) and flat.head.in_features == 17 * 32
+    with pytest.raises(ValueError, match="num_tokens"):
+        FeatureClassifier(SIZES.student(), num_classes=10, readout="flattened_tokens")
     with pytest.raises(ValueError, match="labels must be"):
         train_classifier(classifier, data.train_images, data.train_labels[:3], CONFIG)
 
@@ -77,14 +81,11 @@ def test_bad_targets_and_shift(data):
     assert shifted.shape == (2, 1, 4, 4)
 
 
-def test_one_seed_of_the_notebook_experiment(data):
-    from mmkd_core.training.vision_kd_experiment import MODEL_ORDER, run_seed, summarize
 
-    config = TrainConfig(epochs=1, batch_size=16, progress=False)
-    result = run_seed(0, data, SIZES, config, config, knn_k=3)
-    assert [row["model"] for row in result.rows] == MODEL_ORDER
-    assert all(0 <= row["linear_probe"] <= 1 and 0 <= row["knn"] <= 1 for row in result.rows)
-    assert result.rows[0]["kd_test_loss"] == pytest.approx(0.0, abs=1e-5)  # the teacher predicts its own targets
-    assert result.rows[1]["params"] == result.rows[3]["params"] < result.rows[0]["params"]
-    table = summarize(result.rows + run_seed(1, data, SIZES, config, config, knn_k=3).rows)
-    assert list(table.model) == MODEL_ORDER and set(table.seeds) == {2} and "±" in table.iloc[0]["k-NN acc. (%)"]
+def test_on_epoch_end_can_stop_training(data):
+    seed_everything(0)
+    seen = []
+    history = train_classifier(SIZES.teacher(), data.train_images, data.train_labels,
+                               TrainConfig(epochs=5, batch_size=16, progress=False),
+                               on_epoch_end=lambda epoch: seen.append(epoch) or epoch == 1)
+    assert seen == [0, 1] and {record["epoch"] for record in history.records} == {0, 1}

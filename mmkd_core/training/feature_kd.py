@@ -69,6 +69,45 @@ class TrainHistory:
         return [record["loss"] for record in self.records]
 
 
+class EarlyStopping:
+    """An ``on_epoch_end`` callback: score the model on validation after every epoch, keep the best weights,
+    stop after ``patience`` epochs without improvement. Call :meth:`restore_best` once training returns.
+
+    ``score()`` returns a number where higher is better (pass minus a loss). Epochs count from 1 in
+    ``best_epoch`` and ``epochs``, the columns of the runs tables.
+    """
+
+    def __init__(self, modules: list[nn.Module], score: Callable[[], float], patience: int = 5,
+                 min_delta: float = 0.0):
+        if patience < 1:
+            raise ValueError(f"patience must be >= 1; got {patience}")
+        self.modules, self.score, self.patience, self.min_delta = modules, score, patience, min_delta
+        self.scores: list[float] = []
+        self.best_score, self.best_epoch, self._best_state = -math.inf, 0, None
+
+    @property
+    def epochs(self) -> int:
+        """Epochs actually trained."""
+        return len(self.scores)
+
+    def __call__(self, epoch: int) -> bool:
+        with torch.no_grad():
+            value = float(self.score())
+        self.scores.append(value)
+        if value > self.best_score + self.min_delta:
+            self.best_score, self.best_epoch = value, len(self.scores)
+            # a copy on the CPU: the live tensors keep changing in place
+            self._best_state = [{k: v.detach().cpu().clone() for k, v in m.state_dict().items()} for m in self.modules]
+        return len(self.scores) - self.best_epoch >= self.patience
+
+    def restore_best(self) -> None:
+        """Load the best epoch's weights into the modules (a no-op before the first epoch)."""
+        if self._best_state is None:
+            return
+        for module, state in zip(self.modules, self._best_state):
+            module.load_state_dict(state)
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (all devices); call before building a model so its init is repeatable."""
     set_seed(seed)
@@ -99,22 +138,29 @@ def _check_images(images: Tensor, name: str = "images") -> None:
         raise ValueError(f"{name} is empty")
 
 
+EpochEnd = Callable[[int], bool]  # called after each epoch with its index; True stops training
+
+
 def _run(model_parts: list[nn.Module], step_loss: Callable[[Tensor, Accelerator], Tensor], num_examples: int,
-         config: TrainConfig, description: str) -> TrainHistory:
-    """Shared loop: ``step_loss(batch_index, accelerator)`` returns the loss of one batch of indices."""
+         config: TrainConfig, description: str, on_epoch_end: EpochEnd | None = None) -> TrainHistory:
+    """Shared loop: ``step_loss(batch_index, accelerator)`` returns the loss of one batch of indices.
+
+    ``on_epoch_end(epoch)`` runs after every epoch (e.g. :class:`EarlyStopping`); if it returns True the
+    loop stops there. The schedule is laid out over ``config.epochs``, which is then the cap.
+    """
     accelerator = make_accelerator()
     # On CPU, tiny gradients (and AdamW's squared-gradient averages) become float32 denormals late in
     # training, and x86 arithmetic on denormals is ~100x slower: we measured one 20-epoch run going from
     # 15 s to 230 s. Flushing them to zero changes nothing measurable in the results.
     torch.set_flush_denormal(True)
     try:
-        return _run_loop(accelerator, model_parts, step_loss, num_examples, config, description)
+        return _run_loop(accelerator, model_parts, step_loss, num_examples, config, description, on_epoch_end)
     finally:
         torch.set_flush_denormal(False)  # PyTorch's default; there is no getter to restore another state
 
 
 def _run_loop(accelerator: Accelerator, model_parts: list[nn.Module], step_loss, num_examples: int,
-              config: TrainConfig, description: str) -> TrainHistory:
+              config: TrainConfig, description: str, on_epoch_end: EpochEnd | None = None) -> TrainHistory:
     parameters = [p for part in model_parts for p in part.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(num_examples / config.batch_size)
@@ -139,22 +185,43 @@ def _run_loop(accelerator: Accelerator, model_parts: list[nn.Module], step_loss,
                         seconds=time.perf_counter() - start)
             step += 1
         bar.set_postfix(loss=f"{history.records[-1]['loss']:.4f}")
+        if on_epoch_end is not None:
+            for part in model_parts:
+                part.eval()
+            stop = on_epoch_end(epoch)
+            for part in model_parts:
+                part.train()
+            if stop:
+                break
     for part in model_parts:
         part.eval()
     return history
 
 
 class FeatureClassifier(nn.Module):
-    """A linear classifier on a backbone's pooled features (mean of the last block's patch tokens)."""
+    """A linear classifier on a backbone's last block: on the mean of its patch tokens (``readout="mean_patches"``),
+    or on all its tokens concatenated (``readout="flattened_tokens"``, which needs ``num_tokens``, CLS included).
 
-    def __init__(self, backbone: nn.Module, num_classes: int):
+    Each token is layer-normed first. The flattened read-out keeps where in the image each token is, which the
+    mean discards (the embedded models have only relative position biases, no absolute position embedding).
+    """
+
+    def __init__(self, backbone: nn.Module, num_classes: int, readout: str = "mean_patches",
+                 num_tokens: int | None = None):
         super().__init__()
-        self.backbone = backbone
-        self.norm = nn.LayerNorm(model_width(backbone))
-        self.head = nn.Linear(model_width(backbone), num_classes)
+        if readout not in ("mean_patches", "flattened_tokens"):
+            raise ValueError(f"readout must be 'mean_patches' or 'flattened_tokens'; got {readout!r}")
+        if readout == "flattened_tokens" and not num_tokens:
+            raise ValueError("readout='flattened_tokens' needs num_tokens (1 + number of patches)")
+        self.backbone, self.readout = backbone, readout
+        width = model_width(backbone)
+        self.norm = nn.LayerNorm(width)
+        self.head = nn.Linear(width * (num_tokens if readout == "flattened_tokens" else 1), num_classes)
 
     def forward(self, pixel_values: Tensor) -> Tensor:
-        return self.head(self.norm(pooled_features(self.backbone, pixel_values)))
+        if self.readout == "mean_patches":
+            return self.head(self.norm(pooled_features(self.backbone, pixel_values)))
+        return self.head(self.norm(hidden_states(self.backbone, pixel_values)[-1]).flatten(1))
 
 
 def random_shift(images: Tensor, max_shift: int, generator: torch.Generator, fill: float = -1.0) -> Tensor:
@@ -168,7 +235,8 @@ def random_shift(images: Tensor, max_shift: int, generator: torch.Generator, fil
 
 
 def train_classifier(model: nn.Module, images: Tensor, labels: Tensor, config: TrainConfig = TrainConfig(),
-                     max_shift: int = 0, description: str = "supervised") -> TrainHistory:
+                     max_shift: int = 0, description: str = "supervised",
+                     on_epoch_end: EpochEnd | None = None) -> TrainHistory:
     """Cross-entropy training of ``model`` (``model(x)`` returns logits) on ``images`` [M, C, H, W], ``labels`` [M].
 
     ``max_shift`` > 0 adds random translations (seeded). Used for the embedded teacher (a timm BEiT with
@@ -183,7 +251,7 @@ def train_classifier(model: nn.Module, images: Tensor, labels: Tensor, config: T
         batch = random_shift(images[batch_index], max_shift, augment_generator).to(accelerator.device)
         return F.cross_entropy(model(batch).float(), labels[batch_index].to(accelerator.device))
 
-    return _run([model], step_loss, images.shape[0], config, description)
+    return _run([model], step_loss, images.shape[0], config, description, on_epoch_end)
 
 
 @torch.no_grad()
@@ -206,7 +274,7 @@ def cache_teacher_targets(teacher: nn.Module, images: Tensor, loss_config: Data2
 
 def train_feature_kd(student: nn.Module, images: Tensor, teacher_targets: Tensor,
                      loss: Data2VecDistillationLoss | None = None, config: TrainConfig = TrainConfig(),
-                     description: str = "feature KD") -> TrainHistory:
+                     description: str = "feature KD", on_epoch_end: EpochEnd | None = None) -> TrainHistory:
     """Distil: minimise the data2vec loss between the student's prediction Ŷ(x) and the cached target Y(x).
 
     ``loss`` holds the loss config and the optional projection head (trained with the student); by
@@ -223,4 +291,4 @@ def train_feature_kd(student: nn.Module, images: Tensor, teacher_targets: Tensor
         batch = images[batch_index].to(accelerator.device)
         return loss(hidden_states(student, batch), teacher_targets=teacher_targets[batch_index].to(accelerator.device))
 
-    return _run([student, loss], step_loss, images.shape[0], config, description)
+    return _run([student, loss], step_loss, images.shape[0], config, description, on_epoch_end)

@@ -1,0 +1,306 @@
+"""Notebook 01's experiment: how many labels does data2vec feature distillation save? One seed at a time.
+
+On the digits' fixed train / validation / test split:
+  * teacher, trained once (like the draft's one pretrained checkpoint): the embedded BEiT v2, supervised on every
+    training label with random shifts, early stopping on validation accuracy;
+
+and per seed:
+  * KD student: a 2-layer Data2Vec student that regresses the teacher's data2vec targets on the training
+    images, **without their labels**; early stopping on the data2vec loss of the validation images;
+  * supervised student: the same student (same initial weights) trained with cross-entropy through a linear
+    head on the flattened tokens, on k labelled images per class, early stopping on validation accuracy;
+  * random init: the same initial weights, untrained (the floor).
+Every student is then frozen and read by a linear probe fitted on the same k labelled images per class
+(:func:`sample_labels_per_class`), on its flattened last-layer tokens (:func:`flattened_tokens`).
+The test split is used for the reported accuracy only, never for a choice.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .data.digits import ImageSplits
+from .evaluation.probes import count_parameters, extract_features, linear_probe_accuracy
+from .evaluation.stats import difference_ci, mean_ci
+from .losses.data2vec import Data2VecDistillationLoss, Data2VecLossConfig
+from .models.vision import TinyVisionSizes, hidden_states
+from .training.feature_kd import (
+    EarlyStopping, FeatureClassifier, TrainConfig, cache_teacher_targets, seed_everything, train_classifier,
+    train_feature_kd,
+)
+
+TASK = "digits"
+ALL_LABELS = -1  # labels_per_class value meaning "every training label"
+METHODS = ["teacher", "KD student", "supervised student", "random init"]
+RUN_COLUMNS = ["task", "method", "seed", "labels_per_class", "test/accuracy", "params", "train_seconds",
+               "best_epoch", "epochs"]
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelEfficiencyConfig:
+    """Every setting of the experiment. ``TrainConfig.epochs`` is the cap; early stopping ends most runs first.
+
+    Attributes:
+        labels_per_class: the k values; :data:`ALL_LABELS` (-1) means every training label.
+        patience: epochs without a better validation score before a student's run stops.
+        teacher_patience: the same for the teacher, trained once (its validation accuracy moves in small steps).
+        teacher_max_shift: the teacher's random translations, in pixels of the upsampled image.
+        min_epoch_examples: a labelled set smaller than this is repeated up to it in each epoch, so that
+            an epoch (the unit of early stopping) has several steps even at k = 5.
+        kd_min_improvement: the relative fall of the validation data2vec loss that counts as an improvement
+            for the KD student's early stopping (0.01: 1%).
+        probe_C: inverse L2 strength of the linear probe, the same for every model and k.
+    """
+
+    sizes: TinyVisionSizes = TinyVisionSizes(teacher_depth=4)
+    teacher: TrainConfig = TrainConfig(epochs=60, lr=1e-3, progress=False)
+    student: TrainConfig = TrainConfig(epochs=60, lr=2e-3, progress=False)
+    loss: Data2VecLossConfig = Data2VecLossConfig()
+    labels_per_class: tuple[int, ...] = (5, 10, 25, ALL_LABELS)
+    patience: int = 6
+    teacher_patience: int = 10
+    teacher_max_shift: int = 2
+    min_epoch_examples: int = 256
+    kd_min_improvement: float = 0.01
+    probe_C: float = 1.0
+
+    def __post_init__(self):
+        for k in self.labels_per_class:
+            check_labels_per_class(k)
+
+
+def check_labels_per_class(k) -> None:
+    """ValueError unless ``k`` is an int >= 1 or :data:`ALL_LABELS`."""
+    if k != ALL_LABELS and (isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1):
+        raise ValueError(f"labels per class must be an int >= 1 or {ALL_LABELS} (all); got {k!r}")
+
+
+def sample_labels_per_class(labels: Tensor | np.ndarray, k: int, seed: int) -> np.ndarray:
+    """Sorted row indices of k rows per class, drawn with ``seed``; ``k = -1`` returns every row.
+
+    Each class's rows are shuffled once per seed and the first k kept, so for one seed the k = 5 rows are
+    among the k = 10 rows (a larger budget only adds labels). Raises if a class has fewer than k rows.
+    """
+    labels = np.asarray(labels)
+    check_labels_per_class(k)
+    if k == ALL_LABELS:
+        return np.arange(labels.size)
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for label in np.unique(labels):
+        rows = np.flatnonzero(labels == label)
+        if rows.size < k:
+            raise ValueError(f"class {label} has {rows.size} rows, fewer than k = {k}")
+        chosen.append(rng.permutation(rows)[:k])
+    return np.sort(np.concatenate(chosen))
+
+
+def flattened_tokens(model: nn.Module, pixel_values: Tensor) -> Tensor:
+    """The last block's CLS and patch tokens, concatenated: [B, (1 + P)·D]. See the notebook for why not the mean."""
+    return hidden_states(model, pixel_values)[-1].flatten(1)
+
+
+def probe_accuracy(model: nn.Module, data: ImageSplits, labelled: np.ndarray, seed: int, C: float = 1.0) -> float:
+    """Test accuracy of a linear probe on ``model``'s frozen flattened tokens, fitted on the ``labelled`` training rows."""
+    model.eval()
+    device = next(model.parameters()).device
+    train_x = extract_features(lambda x: flattened_tokens(model, x), data.train_images[labelled], device=device)
+    test_x = extract_features(lambda x: flattened_tokens(model, x), data.test_images, device=device)
+    return linear_probe_accuracy(train_x, data.train_labels.numpy()[labelled], test_x, data.test_labels.numpy(),
+                                 C=C, seed=seed)
+
+
+@torch.no_grad()
+def classifier_scores(model: nn.Module, images: Tensor, labels: Tensor) -> tuple[float, float]:
+    """(accuracy, mean cross-entropy) of a classifier on held-out images."""
+    model.eval()
+    device = next(model.parameters()).device
+    logits = torch.cat([model(images[i:i + 256].to(device)).float().cpu() for i in range(0, len(images), 256)])
+    return float((logits.argmax(-1) == labels).float().mean()), float(F.cross_entropy(logits, labels))
+
+
+def _accuracy_score(model: nn.Module, images: Tensor, labels: Tensor):
+    def score() -> float:
+        accuracy, loss = classifier_scores(model, images, labels)
+        return accuracy - 1e-3 * loss  # the loss only breaks ties between equal accuracies
+    return score
+
+
+def _repeat_to(index: np.ndarray, min_examples: int) -> np.ndarray:
+    return np.tile(index, math.ceil(min_examples / index.size)) if index.size < min_examples else index
+
+
+def _fit_classifier(model: nn.Module, images: Tensor, labels: Tensor, data: ImageSplits, config: TrainConfig,
+                    patience: int, max_shift: int = 0) -> dict:
+    """Cross-entropy training with early stopping on validation accuracy; the best epoch's weights are kept."""
+    stopper = EarlyStopping([model], _accuracy_score(model, data.validation_images, data.validation_labels), patience)
+    start = time.perf_counter()
+    train_classifier(model, images, labels, config, max_shift=max_shift, on_epoch_end=stopper)
+    stopper.restore_best()
+    return dict(train_seconds=time.perf_counter() - start, best_epoch=stopper.best_epoch, epochs=stopper.epochs)
+
+
+def token_classifier(backbone: nn.Module, sizes: TinyVisionSizes, num_classes: int) -> FeatureClassifier:
+    """A linear head on the flattened tokens: the same read-out as the probe, for the teacher and the supervised student."""
+    return FeatureClassifier(backbone, num_classes, readout="flattened_tokens",
+                             num_tokens=1 + (sizes.image_size // sizes.patch_size) ** 2)
+
+
+def train_teacher(data: ImageSplits, config: LabelEfficiencyConfig, seed: int) -> tuple[nn.Module, dict]:
+    """The teacher backbone and its run row (its own head's test accuracy, every training label, shifted images)."""
+    seed_everything(seed)
+    teacher = token_classifier(config.sizes.teacher(num_classes=0), config.sizes, data.num_classes)
+    fit = _fit_classifier(teacher, data.train_images, data.train_labels, data, dataclasses.replace(config.teacher, seed=seed),
+                          config.teacher_patience, max_shift=config.teacher_max_shift)
+    accuracy, _ = classifier_scores(teacher, data.test_images, data.test_labels)
+    # the students' read-out too (frozen flattened tokens, every label), so the two can be compared either way
+    probe = probe_accuracy(teacher.backbone, data, sample_labels_per_class(data.train_labels, ALL_LABELS, seed), seed,
+                           config.probe_C)
+    return teacher.backbone, dict(method="teacher", seed=seed, labels_per_class=ALL_LABELS,
+                                  **{"test/accuracy": accuracy, "probe/accuracy": probe},
+                                  params=count_parameters(teacher.backbone), **fit)
+
+
+@dataclasses.dataclass(frozen=True)
+class TeacherTargets:
+    """The teacher's data2vec targets for the training and validation images, computed once for every seed."""
+
+    train: Tensor
+    validation: Tensor
+
+    @classmethod
+    def of(cls, teacher: nn.Module, data: ImageSplits, loss_config: Data2VecLossConfig) -> "TeacherTargets":
+        return cls(cache_teacher_targets(teacher, data.train_images, loss_config),
+                   cache_teacher_targets(teacher, data.validation_images, loss_config))
+
+
+def train_kd_student(student: nn.Module, targets: TeacherTargets, data: ImageSplits, config: LabelEfficiencyConfig,
+                     seed: int) -> dict:
+    """Distil ``student`` in place from the teacher's targets on the unlabelled training images."""
+    loss = Data2VecDistillationLoss(config.loss)  # equal widths: no projection head
+
+    def minus_log_validation_loss() -> float:
+        device = next(student.parameters()).device
+        prediction = hidden_states(student, data.validation_images.to(device))
+        return -math.log(float(loss(prediction, teacher_targets=targets.validation.to(device))))
+
+    # The regression loss keeps creeping down as the learning rate decays; on a log scale, min_delta asks for a
+    # relative improvement, so the run stops once the loss has not fallen by that fraction for `patience` epochs.
+    stopper = EarlyStopping([student], minus_log_validation_loss, config.patience, min_delta=config.kd_min_improvement)
+    start = time.perf_counter()
+    train_feature_kd(student, data.train_images, targets.train, loss, dataclasses.replace(config.student, seed=seed),
+                     on_epoch_end=stopper)
+    stopper.restore_best()
+    return dict(train_seconds=time.perf_counter() - start, best_epoch=stopper.best_epoch, epochs=stopper.epochs)
+
+
+def train_supervised_student(student: nn.Module, data: ImageSplits, labelled: np.ndarray, config: LabelEfficiencyConfig,
+                             seed: int) -> tuple[FeatureClassifier, dict]:
+    """Train ``student`` in place with a linear head on the ``labelled`` training rows only."""
+    classifier = token_classifier(student, config.sizes, data.num_classes)
+    rows = torch.from_numpy(_repeat_to(labelled, config.min_epoch_examples))
+    fit = _fit_classifier(classifier, data.train_images[rows], data.train_labels[rows], data,
+                          dataclasses.replace(config.student, seed=seed), config.patience)
+    return classifier, fit
+
+
+def run_seed(seed: int, data: ImageSplits, targets: TeacherTargets,
+             config: LabelEfficiencyConfig = LabelEfficiencyConfig()) -> list[dict]:
+    """One seed of the students: per k one row for each student (columns :data:`RUN_COLUMNS` plus
+    ``head/accuracy``, the supervised student's own head on the test split). The teacher is trained once,
+    by :func:`train_teacher`, and reaches every seed through its ``targets``."""
+    if data.validation_images is None:
+        raise ValueError("the experiment needs a validation split: load_digits_splits(validation_fraction=...)")
+    seed_everything(seed)
+    random_student = config.sizes.student()
+    kd_student = copy.deepcopy(random_student)
+    kd_fit = train_kd_student(kd_student, targets, data, config, seed)
+    untrained = dict(train_seconds=0.0, best_epoch=0, epochs=0)
+    params = count_parameters(random_student)
+    rows = []
+    for k in config.labels_per_class:
+        labelled = sample_labels_per_class(data.train_labels, k, seed)
+        classifier, supervised_fit = train_supervised_student(copy.deepcopy(random_student), data, labelled, config, seed)
+        for method, model, fit in [("KD student", kd_student, kd_fit),
+                                   ("supervised student", classifier.backbone, supervised_fit),
+                                   ("random init", random_student, untrained)]:
+            row = dict(method=method, seed=seed, labels_per_class=k,
+                       **{"test/accuracy": probe_accuracy(model, data, labelled, seed, config.probe_C)},
+                       params=params, **fit)
+            if method == "supervised student":
+                row["head/accuracy"] = classifier_scores(classifier, data.test_images, data.test_labels)[0]
+            rows.append(row)
+    return [{"task": TASK, **row} for row in rows]
+
+
+def run_experiment(seeds, data: ImageSplits, config: LabelEfficiencyConfig = LabelEfficiencyConfig(),
+                   teacher_seed: int = 0, log=print) -> pd.DataFrame:
+    """The teacher (once, ``teacher_seed``), then :func:`run_seed` for every seed; the runs table."""
+    teacher, teacher_row = train_teacher(data, config, teacher_seed)
+    log(f"teacher: test accuracy {100 * teacher_row['test/accuracy']:.1f}% (own head), best epoch "
+        f"{teacher_row['best_epoch']} of {teacher_row['epochs']}, {teacher_row['train_seconds']:.0f} s")
+    targets = TeacherTargets.of(teacher, data, config.loss)
+    rows = [{"task": TASK, **teacher_row}]
+    for seed in seeds:
+        seed_rows = run_seed(seed, data, targets, config)
+        rows += seed_rows
+        log(f"seed {seed}: " + ", ".join(
+            f"k={labels_name(r['labels_per_class'])} KD {100 * r['test/accuracy']:.1f}" for r in seed_rows
+            if r["method"] == "KD student") + " | " + ", ".join(
+            f"supervised {100 * r['test/accuracy']:.1f}" for r in seed_rows if r["method"] == "supervised student"))
+    return runs_frame(rows)
+
+
+def runs_frame(rows: list[dict]) -> pd.DataFrame:
+    """The per-run table: :data:`RUN_COLUMNS` first, extra columns after."""
+    frame = pd.DataFrame(rows)
+    return frame[RUN_COLUMNS + [c for c in frame.columns if c not in RUN_COLUMNS]]
+
+
+def labels_name(k: int) -> str:
+    return "all" if k == ALL_LABELS else str(k)
+
+
+def summarize(runs: pd.DataFrame) -> pd.DataFrame:
+    """Mean ± 95% CI (Student t) of test accuracy in percent, per method and labels per class."""
+    table = []
+    for (method, k), part in runs.groupby(["method", "labels_per_class"], sort=False):
+        mean, half = mean_ci(part["test/accuracy"])
+        table.append({"method": method, "labels per class": labels_name(k), "labels_per_class": k,
+                      "test accuracy (%)": 100 * mean, "95% CI half-width (points)": 100 * half,
+                      "best epoch (mean)": part.best_epoch.mean(), "epochs (mean)": part.epochs.mean(),
+                      "train seconds (mean)": part.train_seconds.mean(), "seeds": len(part)})
+    order = {name: i for i, name in enumerate(METHODS)}
+    frame = pd.DataFrame(table)
+    frame = frame.assign(_m=frame.method.map(order), _k=frame.labels_per_class.replace(ALL_LABELS, 10**9))
+    return frame.sort_values(["_m", "_k"]).drop(columns=["_m", "_k"]).reset_index(drop=True)
+
+
+def compare(runs: pd.DataFrame, method: str, baseline: str, k: int, baseline_k: int | None = None) -> dict:
+    """``method`` at k labels per class against ``baseline`` at ``baseline_k`` (default k), in points.
+
+    ``separated`` is True when the two 95% intervals of the means do not overlap, the rule by which the
+    notebook says one beats the other; ``resolvable`` is the Welch half-width of the difference.
+    """
+    baseline_k = k if baseline_k is None else baseline_k
+    a = runs[(runs.method == method) & (runs.labels_per_class == k)]["test/accuracy"]
+    b = runs[(runs.method == baseline) & (runs.labels_per_class == baseline_k)]["test/accuracy"]
+    (mean_a, half_a), (mean_b, half_b) = mean_ci(a), mean_ci(b)
+    difference, resolvable = difference_ci(a, b)
+    # A single run (the teacher, trained once) is a fixed value, not a sample: it has no interval of its own,
+    # and the difference is resolved by the other side's interval alone.
+    if len(a) == 1 or len(b) == 1:
+        half_a, half_b = np.nan_to_num(half_a), np.nan_to_num(half_b)
+        resolvable = max(half_a, half_b)
+    return dict(method=method, baseline=baseline, k=k, baseline_k=baseline_k, mean=100 * mean_a, half=100 * half_a,
+                baseline_mean=100 * mean_b, baseline_half=100 * half_b, difference=100 * difference,
+                resolvable=100 * resolvable, separated=bool(abs(mean_a - mean_b) > half_a + half_b),
+                seeds=(len(a), len(b)))
