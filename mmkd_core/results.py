@@ -136,7 +136,8 @@ def collect_runs(tables_dir: str | Path, files: Iterable[str] = RUN_FILES) -> pd
         raise FileNotFoundError(f"no per-run results in {tables_dir} (expected some of {list(files)}); run "
                                 f"notebooks 01-04 first, e.g. with `make reproduce`")
     runs = pd.concat(frames, ignore_index=True)
-    return runs.drop_duplicates(subset=["task", "method", "seed"], keep="first").reset_index(drop=True)
+    identity = ["task", "method", "seed"] + (["labels_per_class"] if "labels_per_class" in runs else [])
+    return runs.drop_duplicates(subset=identity, keep="first").reset_index(drop=True)
 
 
 def ordered_methods(methods) -> list[str]:
