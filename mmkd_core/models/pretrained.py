@@ -28,6 +28,7 @@ Public API: :func:`efficientnet_weights_file`, :func:`minilm_folder`, :func:`eff
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
@@ -83,12 +84,19 @@ def minilm_folder() -> Path:
     return folder
 
 
-def _file_sha1(path: Path) -> str:
+@functools.lru_cache(maxsize=8)
+def _file_sha1_cached(path: str, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha1()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _file_sha1(path: Path) -> str:
+    """SHA-1 of a file, memoised per (path, size, mtime): the MiniLM file is 90 MB."""
+    stat = Path(path).stat()
+    return _file_sha1_cached(str(path), stat.st_size, stat.st_mtime_ns)
 
 
 # ------------------------------------------------------------------------------------------- image tower
@@ -265,7 +273,11 @@ def embed_images(pixel_values: torch.Tensor, model, input_size: int = 128, grid:
     return torch.cat(out) if out else torch.zeros(0, grid * grid, IMAGE_FEATURES)
 
 
-def towers_fingerprint(image_model, text_model) -> str:
-    """A short key that changes with either tower's weights (their source files' SHA-1)."""
-    payload = f"{IMAGE_ARCH}:{image_model.source_sha1}|minilm:{text_model.source_sha1}"
-    return hashlib.sha1(payload.encode()).hexdigest()[:16]
+def towers_fingerprint() -> str:
+    """A short key that changes with either tower's packaged weights (SHA-1 of both source files).
+
+    Read from the files, not from loaded models, so a feature-cache hit never loads a tower.
+    """
+    image_sha1 = _file_sha1(efficientnet_weights_file())
+    text_sha1 = _file_sha1(minilm_folder() / "model.safetensors")
+    return hashlib.sha1(f"{IMAGE_ARCH}:{image_sha1}|minilm:{text_sha1}".encode()).hexdigest()[:16]
