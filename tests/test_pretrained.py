@@ -162,3 +162,14 @@ def test_missing_package_names_the_pip_line(monkeypatch, locate, package):
     with pytest.raises(pretrained.PretrainedPackageMissing, match=r'pip install -e "\.\[pretrained\]"') as error:
         locate()
     assert package in str(error.value) and isinstance(error.value, ModuleNotFoundError)
+
+
+def test_students_prefix_reuses_the_pool_features(root, tiny_rows, tiny_features, processor):
+    pool = tiny_features["train"]
+    student_rows = load("shapes", "train", root=root, **{**TINY, "n_train": 100})
+    prefix = pool.prefix_for(student_rows, tiny_rows["train"])
+    assert len(prefix) == 100 and torch.equal(prefix.text, pool.text[:100])
+    assert prefix.data_key == EncodedDataset(student_rows, processor).fingerprint
+    other = load("shapes", "train", root=root, **{**TINY, "n_train": 100, "seed": 1})
+    with pytest.raises(ValueError, match="not the first rows"):
+        pool.prefix_for(other, tiny_rows["train"])

@@ -81,6 +81,29 @@ class TowerFeatures:
         return dataclasses.replace(self, text=self.text[:n], image=self.image[:n], labels=self.labels[:n],
                                    data_key=f"{self.data_key}[:{n}]")
 
+    def prefix_for(self, rows, pool_rows) -> "TowerFeatures":
+        """These features restricted to ``rows``, which must be the first ``len(rows)`` rows of ``pool_rows``.
+
+        ``pool_rows``: the split these features were computed on. The shapes benchmark's students' training
+        split is the first ``n_train`` rows of the teacher's larger pool (same seed, same stream), so its
+        features need no second pass through the towers. Every image, text and label of ``rows`` is checked
+        against the pool (a mismatch raises ``ValueError``); the result carries ``rows``' fingerprint as
+        ``data_key``, so its :func:`teacher_cache` matches the students' ``EncodedDataset``.
+        """
+        from ..data.encoding import dataset_fingerprint
+
+        if dataset_fingerprint(pool_rows) != self.data_key:
+            raise ValueError("pool_rows are not the rows these features were computed on")
+        n = len(rows)
+        if n > len(self):
+            raise ValueError(f"{n} rows but the pool has {len(self)}")
+        pool = pool_rows[:n]
+        same = (list(rows["text"]) == list(pool["text"]) and list(rows["label"]) == list(pool["label"])
+                and all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(rows["image"], pool["image"])))
+        if not same:
+            raise ValueError("rows are not the first rows of pool_rows: compute their features with tower_features")
+        return dataclasses.replace(self.head(n), data_key=dataset_fingerprint(rows))
+
 
 def load_towers(root: str | Path | None = None) -> tuple:
     """``(image_model, text_model, tokenizer)``: both frozen pretrained towers, in eval mode."""
