@@ -173,3 +173,15 @@ def test_students_prefix_reuses_the_pool_features(root, tiny_rows, tiny_features
     other = load("shapes", "train", root=root, **{**TINY, "n_train": 100, "seed": 1})
     with pytest.raises(ValueError, match="not the first rows"):
         pool.prefix_for(other, tiny_rows["train"])
+
+
+def test_a_repo_student_distils_from_the_two_tower_cache(root, tiny_features):
+    from mmkd_core.experiments import ExperimentConfig, prepare_data, run_student
+
+    config = ExperimentConfig(dataset_options=dict(TINY), data_root=str(root), student_epochs=1, batch_size=64)
+    data = prepare_data(config)
+    fit = two_tower.train_fusion_head(tiny_features["train"], tiny_features["validation"], 3, epochs=2)
+    cache = two_tower.teacher_cache(fit.head, tiny_features["train"])
+    for method in ("kd", "msd", "gram"):  # joint logits; text / image logits too
+        row = run_student(method, 0, config, data, cache)
+        assert 0.0 <= row["validation/accuracy"] <= 1.0
