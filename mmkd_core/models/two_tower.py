@@ -1,0 +1,392 @@
+"""A two-tower teacher from genuinely pretrained, frozen towers and a small trained fusion head.
+
+The towers (:mod:`mmkd_core.models.pretrained`) are ImageNet-pretrained EfficientNet-Lite0 and
+sentence-pretrained all-MiniLM-L6-v2. They stay frozen, so their features are computed once per
+(weights, rows) and cached (:func:`tower_features`); only the fusion head is trained, in seconds.
+
+Pipeline::
+
+    rows (image, text, label) ──► tower_features ──► FusionHead (trained, modality dropout) ──► logits per view
+                                     cached under data/pretrained/features/        └─► teacher_cache(...) → TeacherCache
+
+Images. The shapes benchmark renders 32 px scenes at the student's size. We feed the CNN *those same
+pixels*, bilinearly upsampled to ``input_size`` (128 by default), rather than re-rendering the benchmark
+at a larger ``image_size``: the generator draws its pixel noise per pixel, so another ``image_size``
+consumes the random stream differently and yields other scenes and statements (other rows), and the
+teacher would not have seen the students' rows. 128 px puts one 16 px grid cell at 64 px, an object
+size the ImageNet filters respond to, at ~1/7 of the cost of 224 px on a CPU (one thread, measured:
+~25 ms per row at 128 px, towers together, i.e. ~3.5 min for 8000 rows; 224 px took ~130 ms per image).
+
+Missing modality. MSD and Gram distil the teacher's text-only and image-only predictions, so the head
+must answer from one modality. We use a **learned null embedding** per tower (one vector for the text,
+one per image region), substituted for the projected features of the removed modality, and train the
+head with **modality dropout**: each training sample is seen through one view drawn at random (joint with
+probability 1/2, text-only and image-only 1/4 each, as the repository's ``ce_modality_dropout`` does for
+the from-scratch teachers). Zeros instead of a learned vector would be an input the head never saw in
+training; a separate head per view would not share the fused representation. With both, the text-only
+logits are the head's best guess from the text alone, which is what MSD's weights and Gram's matrix read.
+
+Public API: :class:`TowerFeatures`, :func:`load_towers`, :func:`tower_features`, :class:`FusionHead`, :func:`train_fusion_head`,
+:func:`fit_two_tower_teacher`, :func:`teacher_cache`, :func:`head_accuracy_vs_labels`.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..views import VIEWS
+from . import pretrained
+from .multimodal import MultimodalOutput
+
+FEATURES_VERSION = 1  # bump when the feature computation changes, so old caches are not reused
+
+
+# --------------------------------------------------------------------------------------- tower features
+@dataclasses.dataclass
+class TowerFeatures:
+    """Frozen-tower features of every row of one split.
+
+    ``text``: ``[N, 384]`` L2-normalised MiniLM sentence embeddings; ``image``: ``[N, R, 1280]``
+    EfficientNet-Lite0 region features (R = grid², row-major); ``labels``: ``[N]``.
+    ``data_key`` equals :attr:`mmkd_core.data.encoding.EncodedDataset.fingerprint` of the same rows, so a
+    :class:`~mmkd_core.training.cache.TeacherCache` built from these features passes the trainer's check.
+    ``seconds``: the time the towers took when the features were computed (also kept on a cache hit);
+    ``from_cache``: whether this call read them from disk.
+    """
+
+    text: torch.Tensor
+    image: torch.Tensor
+    labels: torch.Tensor
+    data_key: str
+    towers_key: str
+    seconds: float = 0.0
+    from_cache: bool = False
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def head(self, n: int) -> "TowerFeatures":
+        """The first ``n`` rows (a label-limited training set). The data key marks the subset."""
+        if not 0 < n <= len(self):
+            raise ValueError(f"n={n!r}: accepted 1..{len(self)}")
+        return dataclasses.replace(self, text=self.text[:n], image=self.image[:n], labels=self.labels[:n],
+                                   data_key=f"{self.data_key}[:{n}]")
+
+    def prefix_for(self, rows, pool_rows) -> "TowerFeatures":
+        """These features restricted to ``rows``, which must be the first ``len(rows)`` rows of ``pool_rows``.
+
+        ``pool_rows``: the split these features were computed on. The shapes benchmark's students' training
+        split is the first ``n_train`` rows of the teacher's larger pool (same seed, same stream), so its
+        features need no second pass through the towers. Every image, text and label of ``rows`` is checked
+        against the pool (a mismatch raises ``ValueError``); the result carries ``rows``' fingerprint as
+        ``data_key``, so its :func:`teacher_cache` matches the students' ``EncodedDataset``.
+        """
+        from ..data.encoding import dataset_fingerprint
+
+        if dataset_fingerprint(pool_rows) != self.data_key:
+            raise ValueError("pool_rows are not the rows these features were computed on")
+        n = len(rows)
+        if n > len(self):
+            raise ValueError(f"{n} rows but the pool has {len(self)}")
+        pool = pool_rows[:n]
+        same = (list(rows["text"]) == list(pool["text"]) and list(rows["label"]) == list(pool["label"])
+                and all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(rows["image"], pool["image"])))
+        if not same:
+            raise ValueError("rows are not the first rows of pool_rows: compute their features with tower_features")
+        return dataclasses.replace(self.head(n), data_key=dataset_fingerprint(rows))
+
+
+def load_towers(root: str | Path | None = None) -> tuple:
+    """``(image_model, text_model, tokenizer)``: both frozen pretrained towers, in eval mode."""
+    image_model = pretrained.load_image_tower(root)
+    text_model, tokenizer = pretrained.load_text_tower()
+    return image_model, text_model, tokenizer
+
+
+def _features_path(root, towers_key: str, data_key: str, input_size: int, grid: int) -> Path:
+    key = hashlib.sha1(json.dumps([FEATURES_VERSION, towers_key, data_key, input_size, grid]).encode()).hexdigest()[:16]
+    return pretrained.pretrained_dir(root) / "features" / f"towers-{key}.safetensors"
+
+
+def tower_features(rows, input_size: int = 128, grid: int = 2, root: str | Path | None = None,
+                   batch_size: int = 64, cache: bool = True, towers: tuple | None = None) -> TowerFeatures:
+    """Text and image features of the frozen pretrained towers for every row of ``rows``.
+
+    ``rows``: a ``datasets.Dataset`` with ``image`` (PIL), ``text`` and ``label`` columns (e.g.
+    ``mmkd_core.data.load("shapes", "train", task="ve")``). Images are read at their own size (the
+    students' pixels), scaled to [-1, 1] and upsampled to ``input_size`` (see the module docstring);
+    ``grid``: the region grid of :func:`~mmkd_core.models.pretrained.embed_images`.
+
+    Cached as safetensors under ``<data>/pretrained/features/``, keyed by the towers' weights (SHA-1 of the
+    packaged files), the rows (their fingerprint), ``input_size``, ``grid`` and a format version. A hit loads
+    no tower at all. ``towers``: ``(image_model, text_model, tokenizer)`` already loaded (by
+    :func:`load_towers`), to share them across splits; None loads them on a miss.
+    """
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from ..data.encoding import ImageTextProcessor, check_columns, dataset_fingerprint
+
+    check_columns(rows)
+    data_key = dataset_fingerprint(rows)
+    towers_key = pretrained.towers_fingerprint()
+    path = _features_path(root, towers_key, data_key, input_size, grid)
+    if cache and path.is_file():
+        with safe_open(str(path), framework="pt") as handle:
+            meta = handle.metadata()
+            tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+        return TowerFeatures(tensors["text"], tensors["image"].float(), tensors["labels"], data_key, towers_key,
+                             seconds=float(meta["seconds"]), from_cache=True)
+    image_model, text_model, tokenizer = towers if towers is not None else load_towers(root)
+    first = rows[0]["image"]
+    processor = ImageTextProcessor(tokenizer=None, image_size=first.size[0],
+                                   mean=pretrained.IMAGE_MEAN, std=pretrained.IMAGE_STD)
+    start = time.perf_counter()
+    texts, images, labels = [], [], []
+    for begin in range(0, len(rows), 512):
+        chunk = rows[begin:begin + 512]
+        images.append(pretrained.embed_images(processor.encode_images(chunk["image"]), image_model,
+                                              input_size=input_size, grid=grid, batch_size=batch_size))
+        texts.append(pretrained.embed_texts(chunk["text"], text_model, tokenizer))
+        labels.append(torch.tensor(chunk["label"], dtype=torch.long))
+    seconds = time.perf_counter() - start
+    features = TowerFeatures(torch.cat(texts), torch.cat(images), torch.cat(labels), data_key, towers_key, seconds)
+    if cache:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Image features in float16 halve the file (8000 rows: ~80 MB); the head trains in float32.
+        save_file({"text": features.text.contiguous(), "image": features.image.half().contiguous(),
+                   "labels": features.labels.contiguous()}, str(path),
+                  metadata={"data_key": data_key, "towers_key": towers_key, "seconds": f"{seconds:.3f}",
+                            "input_size": str(input_size), "grid": str(grid)})
+        features.image = features.image.half().float()  # the same values a later cache hit returns
+    return features
+
+
+# ------------------------------------------------------------------------------------------ fusion head
+FUSIONS = ("concat", "cross_attention")
+
+
+class FusionHead(nn.Module):
+    """Fusion of a sentence embedding and image region features into per-view logits.
+
+    Both inputs are projected to ``width`` (linear + LayerNorm); each region gets a learned position
+    embedding. Then, with ``t`` the text vector and ``r_1..r_R`` the regions:
+
+    - ``"concat"``: :math:`z = [t;\\ r_1..r_R;\\ t \\odot r_1..t \\odot r_R]`. The products are the cheap
+      text–region match scores ("is the red circle in this cell?") that a plain concatenation would
+      leave the MLP to discover.
+    - ``"cross_attention"``: the text attends over the regions (one multi-head attention layer),
+      :math:`a = \\mathrm{Attn}(t, r)`, :math:`z = [t;\\ a;\\ t \\odot a]`.
+
+    ``z`` goes through an MLP (``width * k → hidden → hidden``, GELU, dropout) whose output is the
+    ``pooled`` feature, then a linear classifier. A removed modality is replaced by its learned null
+    embedding (``null_text``: one vector; ``null_image``: one per region) after projection, before fusion.
+    """
+
+    def __init__(self, num_labels: int, fusion: str = "concat", text_dim: int = pretrained.TEXT_FEATURES,
+                 image_dim: int = pretrained.IMAGE_FEATURES, regions: int = 4, width: int = 128,
+                 hidden: int = 256, dropout: float = 0.1, heads: int = 4):
+        super().__init__()
+        if fusion not in FUSIONS:
+            raise ValueError(f"unknown fusion {fusion!r}; accepted: {FUSIONS}")
+        self.config = dict(num_labels=num_labels, fusion=fusion, text_dim=text_dim, image_dim=image_dim,
+                           regions=regions, width=width, hidden=hidden, dropout=dropout, heads=heads)
+        self.fusion = fusion
+        self.text_proj = nn.Sequential(nn.Linear(text_dim, width), nn.LayerNorm(width))
+        self.image_proj = nn.Sequential(nn.Linear(image_dim, width), nn.LayerNorm(width))
+        self.region_position = nn.Parameter(torch.randn(regions, width) * 0.02)
+        self.null_text = nn.Parameter(torch.randn(width) * 0.02)
+        self.null_image = nn.Parameter(torch.randn(regions, width) * 0.02)
+        if fusion == "cross_attention":
+            self.attention = nn.MultiheadAttention(width, heads, dropout=dropout, batch_first=True)
+            fused = 3 * width
+        else:
+            fused = width * (1 + 2 * regions)
+        self.mlp = nn.Sequential(nn.Dropout(dropout), nn.Linear(fused, hidden), nn.GELU(), nn.Dropout(dropout),
+                                 nn.Linear(hidden, hidden), nn.GELU())
+        self.classifier = nn.Linear(hidden, num_labels)
+
+    def _fuse(self, text: torch.Tensor, image: torch.Tensor, keep_text: torch.Tensor,
+              keep_image: torch.Tensor) -> torch.Tensor:
+        t = self.text_proj(text.float())
+        r = self.image_proj(image.float())
+        t = torch.where(keep_text[:, None], t, self.null_text.expand_as(t))
+        r = torch.where(keep_image[:, None, None], r, self.null_image.expand_as(r)) + self.region_position
+        if self.fusion == "cross_attention":
+            attended, _ = self.attention(t[:, None], r, r, need_weights=False)
+            attended = attended[:, 0]
+            z = torch.cat([t, attended, t * attended], dim=-1)
+        else:
+            z = torch.cat([t, r.flatten(1), (t[:, None] * r).flatten(1)], dim=-1)
+        return self.mlp(z)
+
+    def forward(self, text: torch.Tensor, image: torch.Tensor, views: Sequence[str] = VIEWS,
+                view_index: torch.Tensor | None = None) -> MultimodalOutput:
+        """Logits and pooled features per view (``joint``, ``text``, ``image``), as the repository's models.
+
+        With ``view_index`` (``[B]``, indices into :data:`~mmkd_core.views.VIEWS`), each sample is seen
+        through its own view and the result is keyed ``"per_sample"`` (modality-dropout training).
+        """
+        batch = text.shape[0]
+        if view_index is not None:
+            keep_text = (view_index == VIEWS.index("joint")) | (view_index == VIEWS.index("text"))
+            keep_image = (view_index == VIEWS.index("joint")) | (view_index == VIEWS.index("image"))
+            pooled = self._fuse(text, image, keep_text, keep_image)
+            return MultimodalOutput(logits={"per_sample": self.classifier(pooled)}, pooled={"per_sample": pooled})
+        logits, pooled = {}, {}
+        yes, no = torch.ones(batch, dtype=torch.bool, device=text.device), torch.zeros(batch, dtype=torch.bool,
+                                                                                       device=text.device)
+        for view in views:
+            keep = {"joint": (yes, yes), "text": (yes, no), "image": (no, yes)}[view]
+            pooled[view] = self._fuse(text, image, *keep)
+            logits[view] = self.classifier(pooled[view])
+        return MultimodalOutput(logits=logits, pooled=pooled)
+
+    @torch.no_grad()
+    def predict(self, features: TowerFeatures, views: Sequence[str] = VIEWS,
+                batch_size: int = 1024) -> MultimodalOutput:
+        """Eval-mode logits and pooled features per view on every row of ``features``."""
+        was_training = self.training
+        self.eval()
+        parts = [self(features.text[i:i + batch_size], features.image[i:i + batch_size], views)
+                 for i in range(0, len(features), batch_size)]
+        self.train(was_training)
+        return MultimodalOutput(logits={v: torch.cat([p.logits[v] for p in parts]) for v in views},
+                                pooled={v: torch.cat([p.pooled[v] for p in parts]) for v in views})
+
+
+def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    return float((logits.argmax(-1) == labels).float().mean())
+
+
+@dataclasses.dataclass
+class FusionFit:
+    """A trained head and how it was chosen: best-validation epoch, per-epoch validation accuracy."""
+
+    head: FusionHead
+    fusion: str
+    best_epoch: int
+    validation_accuracy: float
+    history: list[float]
+    train_seconds: float
+    candidates: dict[str, float] = dataclasses.field(default_factory=dict)  # fusion -> best validation accuracy
+
+
+def train_fusion_head(train: TowerFeatures, validation: TowerFeatures, num_labels: int, fusion: str = "concat",
+                      epochs: int = 40, batch_size: int = 128, lr: float = 1e-3, weight_decay: float = 1e-2,
+                      joint_probability: float = 0.5, seed: int = 0, **head_options) -> FusionFit:
+    """Train a :class:`FusionHead` on cached features with modality dropout; keep the best-validation epoch.
+
+    Loss: cross-entropy of each sample seen through one random view (joint with ``joint_probability``,
+    text-only and image-only sharing the rest), AdamW with cosine decay. The checkpoint is the epoch
+    with the best *joint* validation accuracy (ties: the earlier epoch).
+    """
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    head = FusionHead(num_labels, fusion=fusion, regions=train.image.shape[1], **head_options)
+    optimizer = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
+    steps_per_epoch = max(1, -(-len(train) // batch_size))
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * steps_per_epoch)
+    other = (1.0 - joint_probability) / 2
+    view_probabilities = torch.tensor([joint_probability, other, other])
+    best_state, best_accuracy, best_epoch, history = None, -1.0, -1, []
+    start = time.perf_counter()
+    for epoch in range(epochs):
+        head.train()
+        order = torch.randperm(len(train), generator=generator)
+        for begin in range(0, len(train), batch_size):
+            index = order[begin:begin + batch_size]
+            view_index = torch.multinomial(view_probabilities, len(index), replacement=True, generator=generator)
+            logits = head(train.text[index], train.image[index], view_index=view_index).logits["per_sample"]
+            loss = F.cross_entropy(logits, train.labels[index])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+        accuracy = _accuracy(head.predict(validation, views=("joint",)).logits["joint"], validation.labels)
+        history.append(accuracy)
+        if accuracy > best_accuracy:
+            best_state, best_accuracy, best_epoch = copy.deepcopy(head.state_dict()), accuracy, epoch
+    head.load_state_dict(best_state)
+    head.eval()
+    return FusionFit(head, fusion, best_epoch, best_accuracy, history, time.perf_counter() - start)
+
+
+def fit_two_tower_teacher(train: TowerFeatures, validation: TowerFeatures, num_labels: int,
+                          fusions: Iterable[str] = FUSIONS, seed: int = 0, **train_options) -> FusionFit:
+    """Train one head per fusion in ``fusions`` and return the one with the best validation accuracy.
+
+    ``candidates`` of the result holds every fusion's best validation accuracy (what the choice read).
+    """
+    fits = {fusion: train_fusion_head(train, validation, num_labels, fusion=fusion, seed=seed, **train_options)
+            for fusion in fusions}
+    best = max(fits.values(), key=lambda fit: fit.validation_accuracy)
+    best.candidates = {fusion: fit.validation_accuracy for fusion, fit in fits.items()}
+    return best
+
+
+def teacher_key(head: FusionHead, features: TowerFeatures) -> str:
+    """Key of the two-tower teacher: its towers' weights and the trained head's weights."""
+    from ..training.cache import weights_fingerprint
+
+    return f"two-tower-{features.towers_key[:8]}-{weights_fingerprint(head)}"
+
+
+def teacher_cache(head: FusionHead, features: TowerFeatures, views: Sequence[str] = VIEWS):
+    """A :class:`~mmkd_core.training.cache.TeacherCache` of the two-tower teacher on the rows of ``features``.
+
+    Per-view logits and pooled head features, row ``i`` of the cache = row ``i`` of the split, so the
+    trainer's lookup by ``batch["index"]`` works for any student. ``data_key`` is the split's fingerprint,
+    the same string as :attr:`EncodedDataset.fingerprint` of those rows (compute ``features`` with
+    :func:`tower_features` on the very split the student trains on).
+    """
+    from ..training.cache import TeacherCache
+
+    out = head.predict(features, views=views)
+    return TeacherCache({v: out.logits[v].float() for v in views}, {v: out.pooled[v].float() for v in views},
+                        teacher_key(head, features), features.data_key)
+
+
+def head_accuracy_vs_labels(train: TowerFeatures, validation: TowerFeatures, test: TowerFeatures,
+                            num_labels: int, label_counts: Iterable[int] = (300, 1000, 6000),
+                            seeds: Iterable[int] = (0,), fusions: Iterable[str] = FUSIONS,
+                            **train_options):
+    """Accuracy of the frozen-feature two-tower teacher against the number of labelled training rows.
+
+    For each ``n`` in ``label_counts`` and each seed, the head is trained on the first ``n`` rows of
+    ``train`` (fusion chosen on ``validation`` among ``fusions``) and evaluated on validation and test,
+    joint view plus the text-only and image-only views. Returns a ``pandas.DataFrame`` with one line per
+    (n, seed): ``n_labels``, ``seed``, ``fusion``, ``best_epoch``, ``train_seconds``,
+    ``validation/accuracy``, ``test/accuracy``, ``test/text/accuracy``, ``test/image/accuracy``, and
+    ``test/auroc`` for binary tasks. Plot it against a from-scratch teacher's accuracy at the same ``n``.
+    """
+    import pandas as pd
+
+    from ..training.trainer import classification_metrics
+
+    lines = []
+    for n in label_counts:
+        subset = train.head(min(int(n), len(train)))
+        for seed in seeds:
+            fit = fit_two_tower_teacher(subset, validation, num_labels, fusions=fusions, seed=seed, **train_options)
+            line = {"n_labels": len(subset), "seed": seed, "fusion": fit.fusion, "best_epoch": fit.best_epoch,
+                    "train_seconds": fit.train_seconds,
+                    **{f"validation/{fusion} accuracy": acc for fusion, acc in fit.candidates.items()}}
+            for split, features in (("validation", validation), ("test", test)):
+                out = fit.head.predict(features)
+                for view in VIEWS:
+                    prefix = split if view == "joint" else f"{split}/{view}"
+                    for name, value in classification_metrics(out.logits[view], features.labels).items():
+                        line[f"{prefix}/{name}"] = value
+            lines.append(line)
+    return pd.DataFrame(lines)
