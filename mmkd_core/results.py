@@ -204,7 +204,7 @@ def digits_claims(runs: pd.DataFrame) -> list[dict]:
     at small k labels per class, and the teacher against the supervised student trained with all labels."""
     frame = runs[runs["task"] == "digits"]
     out = []
-    for k in sorted(frame["labels_per_class"].dropna().unique()):
+    for k in sorted(frame["labels_per_class"].dropna().unique(), key=lambda k: (k < 0, k)):  # "all" (-1) last
         at_k = frame[frame["labels_per_class"] == k]
         label_k = "all" if k < 0 else int(k)
         line = compare(at_k, "digits", "KD student", "supervised student", metric="test/accuracy",

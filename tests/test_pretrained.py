@@ -178,7 +178,8 @@ def test_students_prefix_reuses_the_pool_features(root, tiny_rows, tiny_features
 def test_a_repo_student_distils_from_the_two_tower_cache(root, tiny_features):
     from mmkd_core.experiments import ExperimentConfig, prepare_data, run_student
 
-    config = ExperimentConfig(dataset_options=dict(TINY), data_root=str(root), student_epochs=1, batch_size=64)
+    config = ExperimentConfig(dataset_options=dict(TINY), data_root=str(root), student_max_steps=4,
+                              student_eval_every=2, batch_size=64)
     data = prepare_data(config)
     fit = two_tower.train_fusion_head(tiny_features["train"], tiny_features["validation"], 3, epochs=2)
     cache = two_tower.teacher_cache(fit.head, tiny_features["train"])

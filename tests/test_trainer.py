@@ -54,6 +54,13 @@ def test_early_stopping_stops_after_patience_validations_without_improvement(tok
     assert result.evaluations["step"].tolist() == list(range(2, result.trained_steps + 1, 2))
 
 
+def test_min_steps_holds_off_early_stopping(tokenizer, tiny_data):
+    config = TrainConfig(epochs=200, batch_size=32, progress=False, lr=5e-3, eval_every=2, patience=1,
+                         schedule="constant", min_steps=20)
+    result = train(_model(tokenizer), make_method("ce"), tiny_data["train"], tiny_data["validation"], config)
+    assert result.stopped_early and result.trained_steps >= 20
+
+
 def test_max_steps_caps_the_run_and_on_evaluate_sees_every_validation(tokenizer, tiny_data):
     seen = []
     config = TrainConfig(epochs=50, max_steps=7, batch_size=32, progress=False, eval_every=3)

@@ -372,7 +372,7 @@ def head_accuracy_vs_labels(train: TowerFeatures, validation: TowerFeatures, tes
     """
     import pandas as pd
 
-    from ..training.trainer import classification_metrics
+    from ..evaluation.predict import classification_metrics
 
     lines = []
     for n in label_counts:
@@ -390,3 +390,18 @@ def head_accuracy_vs_labels(train: TowerFeatures, validation: TowerFeatures, tes
                         line[f"{prefix}/{name}"] = value
             lines.append(line)
     return pd.DataFrame(lines)
+
+
+def split_metrics(head: FusionHead, features_by_split: dict, views: Sequence[str] = VIEWS) -> dict[str, float]:
+    """``"<split>/<metric>"`` (joint view) and ``"<split>/<view>/<metric>"`` of a fitted head, as the
+    results tables name them (:func:`mmkd_core.experiments.split_metrics` for the single-stream models)."""
+    from ..evaluation.predict import classification_metrics
+
+    metrics: dict[str, float] = {}
+    for split, features in features_by_split.items():
+        out = head.predict(features, views=views)
+        for view in views:
+            prefix = split if view == "joint" else f"{split}/{view}"
+            for name, value in classification_metrics(out.logits[view], features.labels).items():
+                metrics[f"{prefix}/{name}"] = value
+    return metrics

@@ -7,8 +7,10 @@ term separately (mdistiller style); the loop logs each term per step and per val
 
 **Convergence, not a fixed budget.** The loop validates every ``eval_every`` steps (default: once per
 pass over the training set) and, with ``patience``, stops once that many validations in a row have not
-improved on the best one. ``epochs`` and ``max_steps`` are caps, sized so that runs stop because they
-stopped improving; the result says which happened (``stopped_early``).
+improved on the best one, but not before ``min_steps`` (small students on this benchmark often sit on a
+plateau, their cue-only accuracy, for hundreds of steps before they start reading the image: stopping
+there would compare plateaus, not methods). ``epochs`` and ``max_steps`` are caps, sized so that runs stop
+because they stopped improving; the result says which happened (``stopped_early``).
 
 Checkpoint rule: ``"best-val"`` (default) keeps the weights of the best validation (accuracy, or AUROC
 for binary tasks when ``select_metric="auroc"``); ``"last"`` keeps the final weights. The rule is
@@ -56,6 +58,7 @@ class TrainConfig:
     select_metric: str = "accuracy"
     eval_every: int | None = None  # optimiser steps between validations; None: once per pass
     patience: int | None = None  # validations without improvement before stopping; None: train to the cap
+    min_steps: int = 0  # no early stop before this many steps: runs that sit on a plateau first get to leave it
     eval_batch_size: int = 512
     progress: bool = True
     cpu: bool | None = None  # None: use CUDA when available
@@ -271,7 +274,8 @@ def train(model: torch.nn.Module, method, train_data, val_data=None, config: Tra
                 if on_evaluate is not None:
                     on_evaluate(row, unwrapped)
                     model.train()
-                if config.patience is not None and val_data is not None and since_best >= config.patience:
+                if (config.patience is not None and val_data is not None and since_best >= config.patience
+                        and step >= config.min_steps):
                     stopped_early = True
             if step >= total_steps or stopped_early:
                 break
