@@ -29,10 +29,12 @@ test-notebooks: $(STAMP)
 ## make reproduce: run notebooks 00-05 with papermill (parameters from reproduce.yaml) and rebuild reports/.
 ## Finished student runs are cached in data/run-cache (keyed by everything that defines them, source included):
 ## FRESH=1 retrains everything; ONLY="02 03" runs only those notebooks.
+## CONFIG=reproduce.gpu.yaml runs the gpu profile (larger pools and models; for a machine with a GPU).
 FRESH ?= 0
 ONLY ?=
+CONFIG ?= reproduce.yaml
 reproduce: $(STAMP)
-	MMKD_FRESH=$(FRESH) $(PY) -m mmkd_core.reproduce --config reproduce.yaml $(if $(ONLY),--only $(ONLY))
+	MMKD_FRESH=$(FRESH) $(PY) -m mmkd_core.reproduce --config $(CONFIG) $(if $(ONLY),--only $(ONLY))
 
 ## make bench: the efficiency benchmark (step times, throughput); tables go to reports/_scratch/, as for every
 ## run outside make reproduce (python -m mmkd_core.bench --reports-dir DIR chooses another folder)

@@ -61,6 +61,13 @@ TEACHERS_STEP = "00a_teachers_in_parallel"  # sorts before the notebooks in repr
 TEACHER_NOTEBOOKS = ("02", "03", "04", "06")  # the notebooks that distil from the prepared teachers
 
 
+def plan_reports(config_path: Path) -> str | None:
+    """The plan's optional ``reports`` folder (relative to the repository), for profiles other than the default."""
+    plan = yaml.safe_load(config_path.read_text())
+    folder = plan.get("reports") if isinstance(plan, dict) else None
+    return str(REPO / folder) if folder else None
+
+
 def load_teachers(config_path: Path) -> list[dict]:
     """The plan's optional ``teachers`` list: experiments whose teachers are trained up front, in parallel."""
     plan = yaml.safe_load(config_path.read_text())
@@ -134,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(REPO / "reproduce.yaml"))
     parser.add_argument("--only", nargs="*", default=None, help="notebook number prefixes to run (e.g. 00 02)")
-    parser.add_argument("--reports", default=str(REPO / "reports"))
+    parser.add_argument("--reports", default=None, help="reports folder (default: the plan's `reports`, else reports/)")
     args = parser.parse_args(argv)
 
     with reproduction_environment():
@@ -160,8 +167,11 @@ def _run(args: argparse.Namespace) -> int:
     plan = load_plan(Path(args.config))
     if args.only:
         plan = [e for e in plan if prefix_of(Path(e["path"]).name) in args.only]
-    reports = Path(args.reports)
+    reports = Path(args.reports or plan_reports(Path(args.config)) or REPO / "reports")
     (reports / "executed").mkdir(parents=True, exist_ok=True)
+    if reports.resolve() != (REPO / "reports").resolve():  # another profile: its own folder, never reports/
+        for entry in plan:
+            entry["parameters"].setdefault("reports_dir", str(reports.resolve()))
     timings: dict[str, float] = {}
     teachers = load_teachers(Path(args.config))
     if teachers and (not args.only or set(args.only) & set(TEACHER_NOTEBOOKS)):
@@ -197,7 +207,7 @@ def _run(args: argparse.Namespace) -> int:
         timings_path.write_text("notebook,seconds\n" + "".join(f"{k},{v:.1f}\n" for k, v in sorted(timings.items())))
     all_notebooks = [e["path"] for e in load_plan(Path(args.config))]
     index = write_index(reports, all_notebooks, dict(sorted(timings.items())))
-    if update_readme(REPO / "README.md", reports):
+    if reports.resolve() == (REPO / "reports").resolve() and update_readme(REPO / "README.md", reports):
         print("README results section updated from reports/tables/05_all_methods.md")
     print(f"reports indexed in {index}; total {sum(timings.values()):.0f} s")
     return 0
