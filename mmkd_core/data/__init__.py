@@ -12,37 +12,18 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import datasets
 
 from . import shapes as _shapes
 from .options import bool_option, path_option
+from .registry import LOADERS, SPLITS, Loader, check_split, register  # noqa: F401  (public)
 
 REPO_DATA_DIR = Path(__file__).resolve().parents[2] / "data"
-SPLITS = _shapes.SPLITS
-
-Loader = Callable[..., datasets.Dataset]
-LOADERS: dict[str, Loader] = {}
-
-
-def register(name: str) -> Callable[[Loader], Loader]:
-    """Decorator: make a loader reachable as ``load(name, ...)``."""
-    def wrap(fn: Loader) -> Loader:
-        LOADERS[name] = fn
-        return fn
-    return wrap
-
-
 def default_data_dir() -> Path:
     """The repository's ``data/`` folder, or ``$MMKD_DATA_DIR`` when set."""
     return Path(os.environ.get("MMKD_DATA_DIR", REPO_DATA_DIR))
-
-
-def check_split(split: str) -> str:
-    if not isinstance(split, str) or split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; accepted: {list(SPLITS)}")
-    return split
 
 
 def load(name: str, split: str, root: str | os.PathLike | None = None, **options: Any) -> datasets.Dataset:

@@ -27,7 +27,7 @@ from typing import Any, Iterator
 import datasets
 from PIL import Image as PILImage
 
-from . import check_split, register
+from .registry import check_split, register
 from .options import bool_option, choice_option, path_option
 
 UNLABELLED = -1  # ClassLabel's own "no label" value
