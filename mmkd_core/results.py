@@ -239,7 +239,8 @@ def unconverged_runs(runs: pd.DataFrame) -> pd.DataFrame:
     if not {"best_epoch", "epochs"} <= set(runs.columns):
         return runs.iloc[:0]
     students = runs[runs["method"] != "teacher"] if "method" in runs else runs
-    flagged = students[students["best_epoch"] >= students["epochs"]]
+    trained = students[students["epochs"].fillna(0) > 0]  # "random init" rows train nothing
+    flagged = trained[trained["best_epoch"] >= trained["epochs"]]
     return flagged
 
 
