@@ -18,9 +18,8 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 import torch
-from scipy import stats
 
-from .evaluation.stats import format_mean_ci, mean_ci
+from .evaluation.stats import difference_ci, format_mean_ci, mean_ci
 
 RUN_FILES = ("01_label_efficiency_runs.csv", "02_vanilla_kd_runs.csv", "03_msd_runs.csv", "04_table1_runs.csv",
              "06_pretrained_teacher_runs.csv")
@@ -74,25 +73,9 @@ def runs_to_rows(frame: pd.DataFrame) -> list[dict]:
 
 # ---------------------------------------------------------------- comparisons
 def resolvable_difference(a: Iterable[float], b: Iterable[float], confidence: float = 0.95) -> float:
-    r"""Half-width of the ``confidence`` CI of :math:`\bar a - \bar b` (Welch; unequal variances).
-
-    :math:`t_{(1+c)/2,\,\nu}\sqrt{s_a^2/n_a + s_b^2/n_b}` with Welch–Satterthwaite :math:`\nu`. A single
-    run (a teacher) counts as a constant: the half-width is then the other side's own CI. NaN when
-    neither side has two runs.
-    """
-    a, b = np.asarray(list(a), float), np.asarray(list(b), float)
-    terms, dofs = [], []
-    for x in (a, b):
-        if x.size >= 2:
-            terms.append(x.var(ddof=1) / x.size)
-            dofs.append(x.size - 1)
-    if not terms:
-        return math.nan
-    se2 = sum(terms)
-    if se2 == 0:
-        return 0.0
-    nu = se2 ** 2 / sum(t ** 2 / d for t, d in zip(terms, dofs))
-    return float(stats.t.ppf((1 + confidence) / 2, nu) * math.sqrt(se2))
+    """Half-width of the ``confidence`` CI of the difference of the two means (Welch; a single run counts as
+    a constant): :func:`~mmkd_core.evaluation.stats.difference_ci`."""
+    return difference_ci(a, b, confidence)[1]
 
 
 def compare(runs: pd.DataFrame, task: str, method: str, baseline: str, metric: str = "test/accuracy",

@@ -294,12 +294,8 @@ def compare(runs: pd.DataFrame, method: str, baseline: str, k: int, baseline_k: 
     a = runs[(runs.method == method) & (runs.labels_per_class == k)]["test/accuracy"]
     b = runs[(runs.method == baseline) & (runs.labels_per_class == baseline_k)]["test/accuracy"]
     (mean_a, half_a), (mean_b, half_b) = mean_ci(a), mean_ci(b)
-    difference, resolvable = difference_ci(a, b)
-    # A single run (the teacher, trained once) is a fixed value, not a sample: it has no interval of its own,
-    # and the difference is resolved by the other side's interval alone.
-    if len(a) == 1 or len(b) == 1:
-        half_a, half_b = np.nan_to_num(half_a), np.nan_to_num(half_b)
-        resolvable = max(half_a, half_b)
+    difference, resolvable = difference_ci(a, b)  # a single run (the teacher) counts as a fixed value
+    half_a, half_b = np.nan_to_num(half_a), np.nan_to_num(half_b)  # ... with no interval of its own
     return dict(method=method, baseline=baseline, k=k, baseline_k=baseline_k, mean=100 * mean_a, half=100 * half_a,
                 baseline_mean=100 * mean_b, baseline_half=100 * half_b, difference=100 * difference,
                 resolvable=100 * resolvable, separated=bool(abs(mean_a - mean_b) > half_a + half_b),

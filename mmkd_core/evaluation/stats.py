@@ -36,17 +36,19 @@ def format_mean_ci(values: Iterable[float], scale: float = 100.0, digits: int = 
 def difference_ci(a: Iterable[float], b: Iterable[float], confidence: float = 0.95) -> tuple[float, float]:
     """mean(a) - mean(b) and the half-width of its Welch confidence interval (unequal variances).
 
-    half-width = t_{(1+confidence)/2, ν} · √(s_a²/n_a + s_b²/n_b), ν by the Welch–Satterthwaite formula;
-    NaN when either side has fewer than two values.
+    half-width = t_{(1+confidence)/2, ν} · √(s_a²/n_a + s_b²/n_b), ν by the Welch–Satterthwaite formula.
+    A side with a single value (a teacher trained once) is a constant, not a sample: it adds no variance,
+    so the half-width is the other side's own interval. NaN when neither side has two values.
     """
     a, b = np.asarray(list(a), dtype=float), np.asarray(list(b), dtype=float)
     if a.size == 0 or b.size == 0:
         raise ValueError("difference_ci needs at least one value on each side")
     difference = float(a.mean() - b.mean())
-    if a.size < 2 or b.size < 2:
+    sides = [(x.var(ddof=1) / x.size, x.size - 1) for x in (a, b) if x.size >= 2]
+    if not sides:
         return difference, math.nan
-    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
-    if va + vb == 0:
+    se2 = sum(v for v, _ in sides)
+    if se2 == 0:
         return difference, 0.0
-    dof = (va + vb) ** 2 / (va ** 2 / (a.size - 1) + vb ** 2 / (b.size - 1))
-    return difference, float(stats.t.ppf((1 + confidence) / 2, dof) * math.sqrt(va + vb))
+    dof = se2 ** 2 / sum(v ** 2 / d for v, d in sides)
+    return difference, float(stats.t.ppf((1 + confidence) / 2, dof) * math.sqrt(se2))
