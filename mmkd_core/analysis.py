@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 
 from .losses.gram import modality_gram, stack_views
-from .evaluation.predict import predict
+from .evaluation.predict import eval_mode, model_inputs, predict
 from .views import VIEWS
 
 
@@ -116,11 +116,8 @@ def plot_weights_vs_knobs(frames: dict[str, pd.DataFrame]):
 @torch.no_grad()
 def mean_gram(model, batch, transform: str = "probs", temperature: float = 1.0) -> torch.Tensor:
     """The modality Gram matrix G = A·Aᵀ averaged over a batch ([3, 3], rows text, image, joint)."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    out = model(**{k: batch[k].to(device) for k in ("input_ids", "attention_mask", "pixel_values")}, views=VIEWS)
-    model.train(was_training)
+    with eval_mode(model):
+        out = model(**model_inputs(batch, next(model.parameters()).device), views=VIEWS)
     return modality_gram(stack_views(out.logits, transform=transform, temperature=temperature)).mean(0).cpu()
 
 
