@@ -75,8 +75,15 @@ def test_cross_entropy_ignores_unlabelled_rows():
 
     logits = torch.tensor([[2.0, 0.0], [0.0, 3.0], [1.0, 1.0]], requires_grad=True)
     labels = torch.tensor([0, UNLABELLED, 1])
-    expected = torch.nn.functional.cross_entropy(logits[[0, 2]], labels[[0, 2]])
-    assert labelled_cross_entropy(logits, labels).item() == pytest.approx(expected.item())
+    per_row = torch.nn.functional.cross_entropy(logits, labels.clamp(min=0), reduction="none")
+    # golden values: rows 0 and 2 labelled; batch reading divides by B = 3, labelled reading by |L| = 2
+    assert labelled_cross_entropy(logits, labels).item() == pytest.approx((per_row[0] + per_row[2]).item() / 3)
+    assert labelled_cross_entropy(logits, labels).item() == pytest.approx(0.2734, abs=1e-4)
+    assert labelled_cross_entropy(logits, labels, "labelled").item() == pytest.approx(0.4100, abs=1e-4)
+    full = torch.tensor([0, 1, 1])
+    assert labelled_cross_entropy(logits, full).item() == labelled_cross_entropy(logits, full, "labelled").item()
+    with pytest.raises(ValueError, match="accepted"):
+        labelled_cross_entropy(logits, labels, "sum")
     none = labelled_cross_entropy(logits, torch.full((3,), UNLABELLED))
     none.backward()
     assert none.item() == 0.0 and torch.all(logits.grad == 0)
