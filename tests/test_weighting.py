@@ -57,13 +57,13 @@ def _teacher():
 
 
 def test_saliency_golden_and_view_mapping():
-    raw = instance_weights(_teacher(), normalize=False)
+    raw = instance_weights(_teacher(), normalize=False, temperature=1.0)
     assert raw["text"].item() == pytest.approx(JS_34_VS_HALF, abs=1e-6)
     assert raw["image"].item() == pytest.approx(0.0, abs=1e-7)
-    kl = instance_weights(_teacher(), normalize=False, divergence="kl")
+    kl = instance_weights(_teacher(), normalize=False, divergence="kl", temperature=1.0)
     assert kl["text"].item() == pytest.approx(KL_34_VS_HALF, abs=1e-6)
     # joint normalisation: mean over the 2B = 2 entries is JS/2, so text -> 2, image -> 0
-    w = instance_weights(_teacher())
+    w = instance_weights(_teacher(), temperature=1.0)
     assert w["text"].item() == pytest.approx(2.0, abs=1e-5) and w["image"].item() == pytest.approx(0.0, abs=1e-6)
     assert w["text"].shape == (1,)
 
@@ -75,46 +75,46 @@ def test_saliency_temperature():
 
 
 def test_confidence_golden():
-    raw = instance_weights(_teacher(), torch.tensor([0]), method="confidence", normalize=False)
+    raw = instance_weights(_teacher(), torch.tensor([0]), method="confidence", normalize=False, temperature=1.0)
     assert raw["text"].item() == pytest.approx(0.75) and raw["image"].item() == pytest.approx(0.5)
-    w = instance_weights(_teacher(), torch.tensor([0]), method="confidence")  # / mean 0.625
+    w = instance_weights(_teacher(), torch.tensor([0]), method="confidence", temperature=1.0)  # / mean 0.625
     assert w["text"].item() == pytest.approx(1.2) and w["image"].item() == pytest.approx(0.8)
-    w1 = instance_weights(_teacher(), torch.tensor([1]), method="confidence", normalize=False)
+    w1 = instance_weights(_teacher(), torch.tensor([1]), method="confidence", normalize=False, temperature=1.0)
     assert w1["text"].item() == pytest.approx(0.25)
 
 
 def test_normalisation_clipping_and_degenerate_batch():
     torch.manual_seed(0)
     t = {v: torch.randn(6, 4) for v in ("joint", "text", "image")}
-    w = instance_weights(t, max_weight=None)
+    w = instance_weights(t, max_weight=None, temperature=1.0)
     assert torch.cat([w["text"], w["image"]]).mean().item() == pytest.approx(1.0, abs=1e-5)
-    pv = instance_weights(t, normalize="per_view", max_weight=None)
+    pv = instance_weights(t, normalize="per_view", max_weight=None, temperature=1.0)
     assert pv["text"].mean().item() == pytest.approx(1.0, abs=1e-5)
     assert pv["image"].mean().item() == pytest.approx(1.0, abs=1e-5)
     # one salient entry out of 2B = 8: normalised to 8, clipped to max_weight
     sal = {"joint": torch.tensor([[LN3, 0.0]] * 4), "text": torch.tensor([[LN3, 0.0]] * 4),
            "image": torch.tensor([[0.0, 0.0]] + [[LN3, 0.0]] * 3)}
-    w = instance_weights(sal, max_weight=5.0)
+    w = instance_weights(sal, max_weight=5.0, temperature=1.0)
     assert w["text"].tolist() == pytest.approx([5.0, 0.0, 0.0, 0.0], abs=1e-5)
-    assert instance_weights(sal, max_weight=None)["text"][0].item() == pytest.approx(8.0, abs=1e-4)
+    assert instance_weights(sal, max_weight=None, temperature=1.0)["text"][0].item() == pytest.approx(8.0, abs=1e-4)
     same = {v: torch.tensor([[1.0, 2.0]] * 3) for v in ("joint", "text", "image")}
-    assert torch.equal(instance_weights(same, scale=0.5)["image"], torch.full((3,), 0.5))
+    assert torch.equal(instance_weights(same, scale=0.5, temperature=1.0)["image"], torch.full((3,), 0.5))
 
 
 def test_instance_weights_are_detached_and_errors():
     t = {v: torch.randn(2, 3, requires_grad=True) for v in ("joint", "text", "image")}
-    w = instance_weights(t)
+    w = instance_weights(t, temperature=1.0)
     assert not w["text"].requires_grad
     with pytest.raises(ValueError, match="unknown method 'gradcam'.*'saliency', 'confidence'"):
-        instance_weights(t, method="gradcam")
+        instance_weights(t, method="gradcam", temperature=1.0)
     with pytest.raises(ValueError, match="needs labels"):
-        instance_weights(t, method="confidence")
+        instance_weights(t, method="confidence", temperature=1.0)
     with pytest.raises(ValueError, match="unknown divergence"):
-        instance_weights(t, divergence="tv")
+        instance_weights(t, divergence="tv", temperature=1.0)
     with pytest.raises(ValueError, match="unknown normalize"):
-        instance_weights(t, normalize="batch")
+        instance_weights(t, normalize="batch", temperature=1.0)
     with pytest.raises(ValueError, match=r"missing view\(s\) \['joint'\]"):
-        instance_weights({"text": t["text"], "image": t["image"]})
+        instance_weights({"text": t["text"], "image": t["image"]}, temperature=1.0)
 
 
 # ---------------------------------------------------------------- meta-learned
@@ -159,7 +159,7 @@ def test_weight_features_and_weightnet_ranges():
     b = _batch(gen, n=8)
     student = ViewLinear()
     out = student(b["x"])
-    f = weight_features(out, b["teacher_logits"], b["labels"])
+    f = weight_features(out, b["teacher_logits"], b["labels"], 1.0)
     assert f.shape == (8, len(FEATURE_NAMES)) and not f.requires_grad
     # column 2 = teacher text confidence in the true label: flipped text teacher -> softmax(0, 4, 0)-style low p
     assert torch.allclose(f[:, 2], torch.full((8,), 1.0 / (2.0 + math.exp(4.0))))

@@ -27,12 +27,16 @@ import torch.nn.functional as F
 from ..data.batches import iterate_batches
 from ..losses.ce import labelled_cross_entropy
 from ..losses.gram import gram_objective, gram_relation_loss, stack_views
-from ..losses.kd import distillation_objective
+from ..losses.kd import check_temperature, distillation_objective
 from ..losses.msd import msd_loss
 from ..views import VIEWS
 from ..weighting.instance import instance_weights
 
 WEIGHTINGS = ("population", "instance", "meta")
+KD_TEMPERATURE = 4.0
+"""The default softmax temperature T of the KD terms of every distilling method (Hinton et al. use 2-20)."""
+GRAM_TEMPERATURE = 1.0
+"""The default softmax temperature of the Gram's inputs (``gram_temperature`` of ``gram`` and ``msd_gram``)."""
 
 METHODS: dict[str, type] = {}
 
@@ -136,40 +140,49 @@ class ModalityDropoutCrossEntropy(Method):
 @register_method("kd")
 @dataclasses.dataclass
 class VanillaKD(Method):
+    """α·CE + (1−α)·KD on the joint view; ``temperature``: the KD softmax temperature T."""
+
     alpha: float = 0.5
-    temperature: float = 4.0
+    temperature: float = KD_TEMPERATURE
     teacher_views = ("joint",)
 
     def __post_init__(self):
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"alpha must lie in [0, 1], got {self.alpha!r}")
-        if not self.temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature!r}")
+        check_temperature(self.temperature)
 
     def step_losses(self, model, batch, teacher_logits):
         logits = _forward(model, batch, ("joint",)).logits["joint"]
         return distillation_objective(logits, teacher_logits["joint"], batch["labels"], self.alpha,
-                                      self.temperature)
+                                      temperature=self.temperature)
 
 
 @register_method("gram")
 @dataclasses.dataclass
 class GramRelationKD(Method):
-    """Liu's objective; ``lam=0`` gives the ``ce3`` ablation (three-view CE + KD, no Gram)."""
+    """Liu's objective; ``lam=0`` gives the ``ce3`` ablation (three-view CE + KD, no Gram).
+
+    ``temperature``: the KD softmax temperature T of the joint KD term. ``gram_temperature``: the softmax
+    temperature of the Gram's inputs A (``gram_input`` ``"probs"`` / ``"log_probs"``; unused by the other
+    inputs), set apart from T because at T = 4 the probabilities are too flat for their Gram to tell
+    teacher from student.
+    """
 
     alpha: float = 1.0
     beta: float = 1.0
     gamma: float = 1.0
     lam: float = 1.0
     kd_weight: float = 1.0
-    temperature: float = 4.0
+    temperature: float = KD_TEMPERATURE
     gram_input: str = "probs"
     gram_target: str = "gram"
-    gram_temperature: float = 1.0
+    gram_temperature: float = GRAM_TEMPERATURE
     student_views = VIEWS
     teacher_views = VIEWS
 
     def __post_init__(self):
+        check_temperature(self.temperature)
+        check_temperature(self.gram_temperature, "gram_temperature")
         if self.gram_input == "features":
             raise ValueError("gram_input='features' needs pooled teacher features: use "
                              "gram_input in ('logits', 'probs', 'log_probs', 'l2_normalized') with the "
@@ -189,23 +202,30 @@ class ModalitySpecificKD(Method):
     """MSD. ``weighting``: ``population`` (fixed ``text_weight``/``image_weight``), ``instance``
     (teacher saliency per sample, see :mod:`mmkd_core.weighting.instance`) or ``meta`` (a weight network
     trained by one-step-lookahead meta-gradients on ``meta_data``, see :mod:`mmkd_core.weighting.meta`).
-    ``gram_lam > 0`` adds Liu's Gram relation loss (the ``msd_gram`` combination)."""
+    ``gram_lam > 0`` adds Liu's Gram relation loss (the ``msd_gram`` combination).
+
+    ``temperature``: the KD softmax temperature T of every KD term (also the temperature of the instance
+    weights' teacher probabilities and of the meta weight net's KD features). ``gram_temperature``: the
+    softmax temperature of the Gram's inputs A, as in ``gram`` (only read when ``gram_lam > 0``).
+    """
 
     weighting: str = "population"
     text_weight: float = 1.0
     image_weight: float = 1.0
-    temperature: float = 4.0
+    temperature: float = KD_TEMPERATURE
     instance_method: str = "saliency"
     meta_lr: float = 1e-3
     inner_lr: float = 1e-3
     meta_every: int = 1
     gram_lam: float = 0.0
     gram_input: str = "probs"
-    gram_temperature: float = 1.0
+    gram_temperature: float = GRAM_TEMPERATURE
     student_views = VIEWS
     teacher_views = VIEWS
 
     def __post_init__(self):
+        check_temperature(self.temperature)
+        check_temperature(self.gram_temperature, "gram_temperature")
         if self.weighting not in WEIGHTINGS:
             raise ValueError(f"unknown weighting {self.weighting!r}; accepted: {list(WEIGHTINGS)}")
         self._reweighter = None
