@@ -7,7 +7,8 @@ from mmkd_core.losses import Data2VecDistillationLoss, Data2VecLossConfig
 from mmkd_core.models.vision import TinyVisionSizes, hidden_states
 from mmkd_core.training import feature_kd, trainer
 from mmkd_core.training.feature_kd import (
-    FeatureClassifier, default_config, cache_teacher_targets, random_shift, seed_everything, train_classifier, train_feature_kd,
+    FeatureClassifier, cache_teacher_targets, default_config, random_shift, seed_everything, train_classifier,
+    train_feature_kd,
 )
 
 SIZES = TinyVisionSizes(width=32, num_heads=2, teacher_depth=2, student_depth=1)

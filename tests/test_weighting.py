@@ -9,6 +9,7 @@ from mmkd_core.losses import msd_loss
 from mmkd_core.weighting import (MetaReweighter, WeightNet, instance_weights, meta_step, population_grid,
                                  select_population_weights, weight_features)
 from mmkd_core.weighting.meta import FEATURE_NAMES
+from mmkd_core.weighting.schemes import SCHEMES, WeightingScheme, make_weighting
 
 LN3 = math.log(3.0)
 KL_34_VS_HALF = 0.75 * math.log(0.75 / 0.5) + 0.25 * math.log(0.25 / 0.5)
@@ -244,3 +245,51 @@ def test_reweight_reuses_the_callers_forward():
     assert not torch.allclose(w_fresh["text"], torch.ones(64))  # the net moved away from its start
     loss_fn(out, train, w_reused).backward()  # the caller's graph survives the meta step
     assert student.lin.weight.grad is not None
+
+
+# ---------------------------------------------------------------- schemes (the objects MSD composes)
+class _Rows:
+    """A tensor dataset in the form iterate_batches reads (``.tensors``)."""
+
+    def __init__(self, **tensors):
+        self.tensors = tensors
+
+    def __len__(self):
+        return len(next(iter(self.tensors.values())))
+
+
+def test_unknown_weighting_lists_the_known_ones():
+    known = r"unknown weighting 'learned'; accepted: \['population', 'instance', 'meta'\]"
+    with pytest.raises(ValueError, match=known):
+        make_weighting("learned")
+    with pytest.raises(ValueError, match="unknown instance_method 'gradcam'"):
+        make_weighting("instance", temperature=1.0, instance_method="gradcam")
+    assert list(SCHEMES) == ["population", "instance", "meta"]
+
+
+def test_each_scheme_weights_the_auxiliary_views():
+    from types import SimpleNamespace
+
+    gen = torch.Generator().manual_seed(0)
+    b = _batch(gen, n=8)
+    student = ViewLinear()
+    out = student(b["x"])
+    settings = dict(text_weight=0.5, image_weight=2.0, temperature=2.0, meta_every=2, unread=None)
+    for name in SCHEMES:
+        scheme = make_weighting(name, **settings)  # each takes the settings it declares
+        assert isinstance(scheme, WeightingScheme) and scheme.name == name
+        scheme.setup(model=student, accelerator=SimpleNamespace(device=torch.device("cpu")),
+                     meta_data=_Rows(x=b["x"], labels=b["labels"]), config=SimpleNamespace(batch_size=4, seed=0),
+                     forward=lambda m, batch: m(batch["x"]),
+                     objective=lambda s, t, batch, w: msd_loss(s, t, batch["labels"], w, 2.0))
+        for _ in range(3):
+            w = scheme.weights(student, b, b["teacher_logits"], out)
+            assert set(w) == {"text", "image"}
+            if scheme.per_sample:
+                assert all(v.shape == (8,) and not v.requires_grad for v in w.values())
+    assert make_weighting("population", **settings).weights(student, b, b["teacher_logits"], out) == \
+        {"text": 0.5, "image": 2.0}
+    assert not make_weighting("population").per_sample and make_weighting("instance", temperature=1.0).per_sample
+    with pytest.raises(ValueError, match="meta_data"):
+        make_weighting("meta", temperature=1.0).setup(model=student, accelerator=None, meta_data=None, config=None,
+                                                      forward=None, objective=None)
