@@ -23,8 +23,7 @@ from typing import Any
 import torch
 
 from ..data.batches import iterate_batches
-from .instance import METHODS as INSTANCE_METHODS
-from .instance import instance_weights
+from .instance import METHODS, instance_weights  # METHODS: the instance weights' methods (saliency, confidence)
 from .meta import MetaReweighter, WeightNet, weight_features
 
 __all__ = ["SCHEMES", "WeightingScheme", "PopulationWeighting", "InstanceWeighting", "MetaWeighting",
@@ -73,8 +72,8 @@ class InstanceWeighting(WeightingScheme):
     instance_method: str = "saliency"
 
     def __post_init__(self):
-        if self.instance_method not in INSTANCE_METHODS:
-            raise ValueError(f"unknown instance_method {self.instance_method!r}; accepted: {list(INSTANCE_METHODS)}")
+        if self.instance_method not in METHODS:
+            raise ValueError(f"unknown instance_method {self.instance_method!r}; accepted: {list(METHODS)}")
 
     def weights(self, model, batch, teacher_logits, student_logits) -> Weights:
         return instance_weights(teacher_logits, batch["labels"], method=self.instance_method,
