@@ -33,9 +33,10 @@ from .evaluation.stats import difference_ci, mean_ci
 from .losses.data2vec import Data2VecDistillationLoss, Data2VecLossConfig
 from .models.vision import TinyVisionSizes, hidden_states
 from .training.feature_kd import (
-    EarlyStopping, FeatureClassifier, TrainConfig, cache_teacher_targets, seed_everything, train_classifier,
+    EarlyStopping, FeatureClassifier, cache_teacher_targets, default_config, seed_everything, train_classifier,
     train_feature_kd,
 )
+from .training.trainer import TrainConfig
 
 TASK = "digits"
 ALL_LABELS = -1  # labels_per_class value meaning "every training label"
@@ -61,8 +62,8 @@ class LabelEfficiencyConfig:
     """
 
     sizes: TinyVisionSizes = TinyVisionSizes(teacher_depth=4)
-    teacher: TrainConfig = TrainConfig(epochs=60, lr=1e-3, progress=False)
-    student: TrainConfig = TrainConfig(epochs=60, lr=2e-3, progress=False)
+    teacher: TrainConfig = default_config(epochs=60, lr=1e-3, progress=False)
+    student: TrainConfig = default_config(epochs=60, lr=2e-3, progress=False)
     loss: Data2VecLossConfig = Data2VecLossConfig()
     labels_per_class: tuple[int, ...] = (5, 10, 25, ALL_LABELS)
     patience: int = 6

@@ -5,12 +5,14 @@ import torch
 from mmkd_core.data.digits import load_digits_splits
 from mmkd_core.losses import Data2VecDistillationLoss, Data2VecLossConfig
 from mmkd_core.models.vision import TinyVisionSizes, hidden_states
+from mmkd_core.training import feature_kd, trainer
 from mmkd_core.training.feature_kd import (
-    FeatureClassifier, TrainConfig, cache_teacher_targets, random_shift, seed_everything, train_classifier, train_feature_kd,
+    FeatureClassifier, cache_teacher_targets, default_config, random_shift, seed_everything, train_classifier,
+    train_feature_kd,
 )
 
 SIZES = TinyVisionSizes(width=32, num_heads=2, teacher_depth=2, student_depth=1)
-CONFIG = TrainConfig(epochs=2, batch_size=16, progress=False)
+CONFIG = default_config(epochs=2, batch_size=16, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +88,21 @@ def test_on_epoch_end_can_stop_training(data):
     seed_everything(0)
     seen = []
     history = train_classifier(SIZES.teacher(), data.train_images, data.train_labels,
-                               TrainConfig(epochs=5, batch_size=16, progress=False),
+                               default_config(epochs=5, batch_size=16, progress=False),
                                on_epoch_end=lambda epoch: seen.append(epoch) or epoch == 1)
     assert seen == [0, 1] and {record["epoch"] for record in history.records} == {0, 1}
+
+
+def test_the_loops_use_the_trainers_config_with_a_cosine_schedule(data):
+    assert type(CONFIG) is trainer.TrainConfig and CONFIG.schedule == "cosine"
+    assert (CONFIG.weight_decay, CONFIG.warmup_ratio, CONFIG.max_grad_norm) == (0.05, 0.1, 1.0)
+    assert feature_kd.TrainConfig(epochs=3) == feature_kd.default_config(epochs=3)  # the name notebook 01 calls
+    seed_everything(0)
+    history = train_classifier(SIZES.teacher(), data.train_images, data.train_labels,
+                               feature_kd.default_config(epochs=2, batch_size=8, lr=0.01, progress=False))
+    rates = [record["lr"] for record in history.records]  # 12 steps, warm-up over round(1.2) = 1 of them
+    assert len(rates) == 12 and rates[0] == pytest.approx(0.01) and rates[-1] == pytest.approx(0.0, abs=1e-12)
+    assert rates == sorted(rates, reverse=True)
+    with pytest.raises(ValueError, match="patience"):
+        train_classifier(SIZES.teacher(), data.train_images, data.train_labels,
+                         feature_kd.default_config(patience=2, progress=False))

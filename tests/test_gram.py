@@ -82,31 +82,31 @@ def test_gram_loss_errors():
 def test_stack_views_transforms():
     views = {"text": torch.tensor([[LN3, 0.0]]), "image": torch.tensor([[3.0, 4.0]]),
              "joint": torch.tensor([[0.0, 0.0]])}
-    a = stack_views(views)
+    a = stack_views(views, temperature=1.0)
     assert a.shape == (1, 3, 2)
     assert torch.equal(a[0], torch.tensor([[LN3, 0.0], [3.0, 4.0], [0.0, 0.0]]))  # order text, image, joint
-    p = stack_views(views, transform="probs")
+    p = stack_views(views, transform="probs", temperature=1.0)
     assert torch.allclose(p[0, 0], torch.tensor([0.75, 0.25]))
     assert torch.allclose(p[0, 2], torch.tensor([0.5, 0.5]))
     p2 = stack_views({"text": torch.tensor([[2 * LN3, 0.0]])}, views=("text",), transform="probs", temperature=2.0)
     assert torch.allclose(p2[0, 0], torch.tensor([0.75, 0.25]))
-    lp = stack_views(views, transform="log_probs")
+    lp = stack_views(views, transform="log_probs", temperature=1.0)
     assert torch.allclose(lp[0, 0], torch.tensor([math.log(0.75), math.log(0.25)]))
-    n = stack_views(views, transform="l2_normalized")
+    n = stack_views(views, transform="l2_normalized", temperature=1.0)
     assert torch.allclose(n[0, 1], torch.tensor([0.6, 0.8]))
     feats = {v: torch.randn(2, 7) for v in ("text", "image", "joint")}  # pooled features, any last dim
-    assert stack_views(feats, transform="l2_normalized").shape == (2, 3, 7)
+    assert stack_views(feats, transform="l2_normalized", temperature=1.0).shape == (2, 3, 7)
 
 
 def test_stack_views_errors():
     views = {"text": torch.zeros(2, 3), "image": torch.zeros(2, 3), "joint": torch.zeros(2, 3)}
     accepted = "'logits', 'probs', 'log_probs', 'l2_normalized'"
     with pytest.raises(ValueError, match=f"unknown transform 'softmax'.*{accepted}"):
-        stack_views(views, transform="softmax")
+        stack_views(views, transform="softmax", temperature=1.0)
     with pytest.raises(ValueError, match=r"missing view\(s\) \['joint'\]"):
-        stack_views({"text": views["text"], "image": views["image"]})
+        stack_views({"text": views["text"], "image": views["image"]}, temperature=1.0)
     with pytest.raises(ValueError, match="view 'image' has shape"):
-        stack_views({**views, "image": torch.zeros(2, 4)})
+        stack_views({**views, "image": torch.zeros(2, 4)}, temperature=1.0)
 
 
 def _objective_inputs():
@@ -117,7 +117,8 @@ def _objective_inputs():
 
 def test_gram_objective_golden():
     s, t, y = _objective_inputs()
-    out = gram_objective(s, t, y, alpha=0.5, beta=2.0, gamma=1.0, lam=10.0, temperature=1.0, kd_weight=3.0)
+    out = gram_objective(s, t, y, alpha=0.5, beta=2.0, gamma=1.0, lam=10.0, temperature=1.0,
+                         gram_temperature=1.0, kd_weight=3.0)
     assert out["ce_text"].item() == pytest.approx(math.log(2.0), abs=1e-6)
     assert out["ce_image"].item() == pytest.approx(math.log(4.0 / 3.0), abs=1e-6)
     assert out["ce_joint"].item() == pytest.approx(math.log(2.0), abs=1e-6)
@@ -129,7 +130,7 @@ def test_gram_objective_golden():
     total = 0.5 * math.log(2.0) + 2.0 * math.log(4.0 / 3.0) + math.log(2.0) + 3.0 * KL_34_VS_HALF + 10.0 * gram
     assert out["total"].item() == pytest.approx(total, abs=1e-6)
     assert list(out) == ["ce_text", "ce_image", "ce_joint", "kd_joint", "gram", "total"]
-    lit = gram_objective(s, t, y, 0.0, 0.0, 0.0, 1.0, 1.0, kd_weight=0.0, gram_target="outputs")
+    lit = gram_objective(s, t, y, 0.0, 0.0, 0.0, 1.0, 1.0, gram_temperature=1.0, kd_weight=0.0, gram_target="outputs")
     assert lit["gram"].item() == pytest.approx(2 * 0.25**2 / 6, abs=1e-7)  # joint row differs by (.25, -.25)
     assert lit["total"].item() == pytest.approx(lit["gram"].item(), abs=1e-7)
 
@@ -139,12 +140,13 @@ def test_gram_objective_with_features_of_different_dims():
     fs = {"text": torch.tensor([[3.0, 4.0]]), "image": torch.tensor([[1.0, 0.0]]), "joint": torch.tensor([[0.0, 2.0]])}
     ft = {"text": torch.tensor([[1.0, 0.0, 0.0]]), "image": torch.tensor([[2.0, 0.0, 0.0]]),
           "joint": torch.tensor([[0.0, 0.0, 5.0]])}
-    out = gram_objective(s, t, y, 1.0, 1.0, 1.0, 1.0, 1.0, gram_input="features", student_features=fs,
+    out = gram_objective(s, t, y, 1.0, 1.0, 1.0, 1.0, 1.0, gram_temperature=1.0, gram_input="features",
+                         student_features=fs,
                          teacher_features=ft)
     # normalised student rows (.6,.8),(1,0),(0,1): cosines ti=.6, tj=.8, ij=0; teacher: ti=1, tj=0, ij=0
     assert out["gram"].item() == pytest.approx(2 * (0.4**2 + 0.8**2) / 9, abs=1e-6)
     with pytest.raises(ValueError, match="needs student_features and teacher_features"):
-        gram_objective(s, t, y, 1.0, 1.0, 1.0, 1.0, 1.0, gram_input="features")
+        gram_objective(s, t, y, 1.0, 1.0, 1.0, 1.0, 1.0, gram_temperature=1.0, gram_input="features")
 
 
 def test_gram_objective_gradients_and_errors():
@@ -152,11 +154,11 @@ def test_gram_objective_gradients_and_errors():
     s = {v: torch.randn(3, 4, requires_grad=True) for v in ("text", "image", "joint")}
     t = {v: torch.randn(3, 4, requires_grad=True) for v in ("text", "image", "joint")}
     y = torch.tensor([0, 1, 3])
-    gram_objective(s, t, y, 1.0, 1.0, 1.0, 1.0, 2.0, gram_input="log_probs")["total"].backward()
+    gram_objective(s, t, y, 1.0, 1.0, 1.0, 1.0, 2.0, gram_temperature=2.0, gram_input="log_probs")["total"].backward()
     assert all(s[v].grad is not None for v in s) and all(t[v].grad is None for v in t)
     with pytest.raises(ValueError, match="unknown gram_input 'hidden'"):
-        gram_objective(s, t, y, 1.0, 1.0, 1.0, 1.0, 1.0, gram_input="hidden")
+        gram_objective(s, t, y, 1.0, 1.0, 1.0, 1.0, 1.0, gram_temperature=1.0, gram_input="hidden")
     with pytest.raises(ValueError, match="unknown gram_target 'g'"):
-        gram_objective(s, t, y, 1.0, 1.0, 1.0, 1.0, 1.0, gram_target="g")
+        gram_objective(s, t, y, 1.0, 1.0, 1.0, 1.0, 1.0, gram_temperature=1.0, gram_target="g")
     with pytest.raises(ValueError, match=r"teacher_logits is missing view\(s\) \['image'\]"):
-        gram_objective(s, {"text": t["text"], "joint": t["joint"]}, y, 1.0, 1.0, 1.0, 1.0, 1.0)
+        gram_objective(s, {"text": t["text"], "joint": t["joint"]}, y, 1.0, 1.0, 1.0, 1.0, 1.0, gram_temperature=1.0)

@@ -78,6 +78,29 @@ def test_bad_temperature(kwargs, match):
 
 def test_bad_alpha_and_class_mismatch():
     with pytest.raises(ValueError, match=r"alpha must lie in \[0, 1\]"):
-        distillation_objective(torch.randn(2, 3), torch.randn(2, 3), torch.tensor([0, 1]), alpha=1.5)
+        distillation_objective(torch.randn(2, 3), torch.randn(2, 3), torch.tensor([0, 1]), alpha=1.5, temperature=1.0)
     with pytest.raises(ValueError, match="teacher has 4 classes but student has 3"):
-        kd_loss(torch.randn(2, 3), torch.randn(2, 4))
+        kd_loss(torch.randn(2, 3), torch.randn(2, 4), 1.0)
+
+
+def test_temperatures_are_required_and_checked_in_one_place():
+    from mmkd_core.losses import check_temperature, msd_loss, stack_views
+    from mmkd_core.training.methods import make_method
+    from mmkd_core.weighting import instance_weights, weight_features
+
+    with pytest.raises(ValueError, match="gram_temperature must be > 0, got 0"):
+        check_temperature(0, "gram_temperature")
+    for method in ("gram", "msd", "msd_gram"):
+        with pytest.raises(ValueError, match="gram_temperature must be > 0"):
+            make_method(method, gram_temperature=0.0)
+        with pytest.raises(ValueError, match="temperature must be > 0"):
+            make_method(method, temperature=-1.0)
+    assert {make_method(m).temperature for m in ("kd", "gram", "ce3", "msd", "msd_gram")} == {4.0}
+    views = {v: torch.randn(2, 3) for v in ("joint", "text", "image")}
+    y = torch.tensor([0, 1])
+    for call in (lambda: kd_loss(views["joint"], views["joint"]),
+                 lambda: distillation_objective(views["joint"], views["joint"], y),
+                 lambda: msd_loss(views, views, y, {"text": 1.0, "image": 1.0}),
+                 lambda: stack_views(views), lambda: instance_weights(views), lambda: weight_features(views, views, y)):
+        with pytest.raises(TypeError, match="temperature"):
+            call()

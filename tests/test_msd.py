@@ -25,7 +25,7 @@ def _setup():
 
 def test_golden_values_population_weights():
     student, teacher, labels = _setup()
-    out = msd_loss(student, teacher, labels, {"text": 2.0, "image": 5.0})
+    out = msd_loss(student, teacher, labels, {"text": 2.0, "image": 5.0}, temperature=1.0)
     assert out["ce"].item() == pytest.approx(math.log(2.0), abs=1e-6)
     assert out["kd_joint"].item() == pytest.approx(KL_34_VS_HALF, abs=1e-6)
     assert out["kd_text"].item() == pytest.approx(KL_34_VS_HALF, abs=1e-6)  # (1/4, 3/4) vs uniform: same KL
@@ -51,7 +51,7 @@ def test_per_sample_weights_multiply_before_the_mean():
     student = _views([[0.0, 0.0]] * 2, [[0.0, 0.0]] * 2, [[0.0, 0.0]] * 2)
     teacher = _views([[0.0, 0.0]] * 2, [[LN3, 0.0], [0.0, 0.0]], [[0.0, 0.0], [0.0, LN3]])
     w = {"text": torch.tensor([3.0, 100.0]), "image": torch.tensor([100.0, 5.0])}
-    out = msd_loss(student, teacher, torch.tensor([0, 1]), w)
+    out = msd_loss(student, teacher, torch.tensor([0, 1]), w, temperature=1.0)
     assert out["kd_text"].item() == pytest.approx(KL_34_VS_HALF / 2, abs=1e-6)
     assert out["weighted_text"].item() == pytest.approx(3.0 * KL_34_VS_HALF / 2, abs=1e-6)
     assert out["weighted_image"].item() == pytest.approx(5.0 * KL_34_VS_HALF / 2, abs=1e-6)
@@ -60,10 +60,10 @@ def test_per_sample_weights_multiply_before_the_mean():
 
 def test_zero_d_tensor_weight_equals_float_and_zero_weight_is_plain_kd():
     student, teacher, labels = _setup()
-    a = msd_loss(student, teacher, labels, {"text": torch.tensor(2.0), "image": 0.5})
-    b = msd_loss(student, teacher, labels, {"text": 2.0, "image": 0.5})
+    a = msd_loss(student, teacher, labels, {"text": torch.tensor(2.0), "image": 0.5}, temperature=1.0)
+    b = msd_loss(student, teacher, labels, {"text": 2.0, "image": 0.5}, temperature=1.0)
     assert torch.allclose(a["total"], b["total"])
-    c = msd_loss(student, teacher, labels, {"text": 0.0, "image": 0.0})
+    c = msd_loss(student, teacher, labels, {"text": 0.0, "image": 0.0}, temperature=1.0)
     assert c["total"].item() == pytest.approx(c["ce"].item() + c["kd_joint"].item(), abs=1e-7)
 
 
@@ -82,35 +82,35 @@ def test_missing_view_is_named():
     student, teacher, labels = _setup()
     del student["image"]
     with pytest.raises(ValueError, match=r"student_logits is missing view\(s\) \['image'\].*'joint', 'text', 'image'"):
-        msd_loss(student, teacher, labels, {"text": 1.0, "image": 1.0})
+        msd_loss(student, teacher, labels, {"text": 1.0, "image": 1.0}, temperature=1.0)
     student, teacher, labels = _setup()
     del teacher["text"]
     with pytest.raises(ValueError, match=r"teacher_logits is missing view\(s\) \['text'\]"):
-        msd_loss(student, teacher, labels, {"text": 1.0, "image": 1.0})
+        msd_loss(student, teacher, labels, {"text": 1.0, "image": 1.0}, temperature=1.0)
 
 
 @pytest.mark.parametrize("bad", [torch.ones(2), torch.ones(1, 1), torch.ones(1, 2)])
 def test_wrong_weight_shape(bad):
     student, teacher, labels = _setup()
     with pytest.raises(ValueError, match=r"weights\['text'\].*\[B\] = \[1\]"):
-        msd_loss(student, teacher, labels, {"text": bad, "image": 1.0})
+        msd_loss(student, teacher, labels, {"text": bad, "image": 1.0}, temperature=1.0)
 
 
 def test_unknown_and_missing_weight_keys():
     student, teacher, labels = _setup()
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['audio'\]"):
-        msd_loss(student, teacher, labels, {"text": 1.0, "image": 1.0, "audio": 1.0})
+        msd_loss(student, teacher, labels, {"text": 1.0, "image": 1.0, "audio": 1.0}, temperature=1.0)
     with pytest.raises(ValueError, match=r"missing auxiliary view\(s\) \['image'\]"):
-        msd_loss(student, teacher, labels, {"text": 1.0})
+        msd_loss(student, teacher, labels, {"text": 1.0}, temperature=1.0)
     with pytest.raises(ValueError, match="python float"):
-        msd_loss(student, teacher, labels, {"text": "1.0", "image": 1.0})
+        msd_loss(student, teacher, labels, {"text": "1.0", "image": 1.0}, temperature=1.0)
 
 
 def test_mismatched_shapes_and_labels():
     student, teacher, labels = _setup()
     teacher["text"] = torch.zeros(1, 3)
     with pytest.raises(ValueError, match="view 'text'.*classes"):
-        msd_loss(student, teacher, labels, {"text": 1.0, "image": 1.0})
+        msd_loss(student, teacher, labels, {"text": 1.0, "image": 1.0}, temperature=1.0)
     student, teacher, _ = _setup()
     with pytest.raises(ValueError, match=r"labels: expected a \[B\] = \[1\]"):
-        msd_loss(student, teacher, torch.tensor([0, 1]), {"text": 1.0, "image": 1.0})
+        msd_loss(student, teacher, torch.tensor([0, 1]), {"text": 1.0, "image": 1.0}, temperature=1.0)

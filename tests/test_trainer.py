@@ -1,4 +1,5 @@
 import json
+import math
 
 import pandas as pd
 import pytest
@@ -7,7 +8,7 @@ import torch
 from mmkd_core.models.multimodal import MultimodalClassifier, build_multimodal_model
 from mmkd_core.training.cache import TeacherCache
 from mmkd_core.training.methods import make_method
-from mmkd_core.training.trainer import TrainConfig, evaluate, train
+from mmkd_core.training.trainer import TrainConfig, evaluate, lr_multiplier, make_optimizer, make_schedule, train
 
 
 def _model(tokenizer, preset="student", seed=0, num_labels=3):
@@ -93,7 +94,27 @@ def test_bad_train_config_values_name_the_setting():
     with pytest.raises(ValueError, match="patience"):
         TrainConfig(patience=0)
     with pytest.raises(ValueError, match="schedule"):
-        TrainConfig(schedule="cosine")
+        TrainConfig(schedule="exponential")
+    with pytest.raises(ValueError, match="warmup_ratio"):
+        TrainConfig(warmup_ratio=1.0)
+
+
+def test_cosine_schedule_warms_up_then_decays_to_zero():
+    parameter = torch.nn.Parameter(torch.zeros(1))
+    config = TrainConfig(lr=0.5, warmup_ratio=0.2, schedule="cosine")
+    optimizer = make_optimizer([parameter], config)
+    schedule = make_schedule(optimizer, config, total_steps=10)
+    rates = []
+    for _ in range(10):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    # warm-up over round(0.2 * 10) = 2 steps to the peak lr, then half a cosine down to 0 at step 10
+    assert rates[:3] == pytest.approx([0.25, 0.5, 0.5])
+    assert rates[3:] == pytest.approx([0.25 * (1 + math.cos(math.pi * k / 8)) for k in range(1, 8)])
+    assert max(rates) == 0.5 and optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+    no_warmup = lr_multiplier(TrainConfig(warmup_ratio=0.0, schedule="cosine"), 4)
+    assert [no_warmup(step) for step in range(5)] == pytest.approx([1.0, 0.5 + 0.5 ** 1.5, 0.5, 0.5 - 0.5 ** 1.5, 0.0])
 
 
 @pytest.fixture(scope="module")

@@ -8,14 +8,14 @@ from torch import nn
 
 from mmkd_core.data.digits import load_digits_splits
 from mmkd_core.models.vision import TinyVisionSizes
-from mmkd_core.training.feature_kd import EarlyStopping, TrainConfig, seed_everything
+from mmkd_core.training.feature_kd import EarlyStopping, default_config, seed_everything
 from mmkd_core.vision_experiment import (
     ALL_LABELS, METHODS, RUN_COLUMNS, LabelEfficiencyConfig, compare, flattened_tokens, probe_accuracy, run_experiment,
     runs_frame, sample_labels_per_class, summarize, train_supervised_student,
 )
 
 SIZES = TinyVisionSizes(width=16, num_heads=2, teacher_depth=1, student_depth=1)
-TINY = TrainConfig(epochs=2, batch_size=32, progress=False)
+TINY = default_config(epochs=2, batch_size=32, progress=False)
 
 
 @pytest.fixture(scope="module")

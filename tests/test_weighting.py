@@ -9,6 +9,7 @@ from mmkd_core.losses import msd_loss
 from mmkd_core.weighting import (MetaReweighter, WeightNet, instance_weights, meta_step, population_grid,
                                  select_population_weights, weight_features)
 from mmkd_core.weighting.meta import FEATURE_NAMES
+from mmkd_core.weighting.schemes import SCHEMES, WeightingScheme, make_weighting
 
 LN3 = math.log(3.0)
 KL_34_VS_HALF = 0.75 * math.log(0.75 / 0.5) + 0.25 * math.log(0.25 / 0.5)
@@ -57,13 +58,13 @@ def _teacher():
 
 
 def test_saliency_golden_and_view_mapping():
-    raw = instance_weights(_teacher(), normalize=False)
+    raw = instance_weights(_teacher(), normalize=False, temperature=1.0)
     assert raw["text"].item() == pytest.approx(JS_34_VS_HALF, abs=1e-6)
     assert raw["image"].item() == pytest.approx(0.0, abs=1e-7)
-    kl = instance_weights(_teacher(), normalize=False, divergence="kl")
+    kl = instance_weights(_teacher(), normalize=False, divergence="kl", temperature=1.0)
     assert kl["text"].item() == pytest.approx(KL_34_VS_HALF, abs=1e-6)
     # joint normalisation: mean over the 2B = 2 entries is JS/2, so text -> 2, image -> 0
-    w = instance_weights(_teacher())
+    w = instance_weights(_teacher(), temperature=1.0)
     assert w["text"].item() == pytest.approx(2.0, abs=1e-5) and w["image"].item() == pytest.approx(0.0, abs=1e-6)
     assert w["text"].shape == (1,)
 
@@ -75,46 +76,46 @@ def test_saliency_temperature():
 
 
 def test_confidence_golden():
-    raw = instance_weights(_teacher(), torch.tensor([0]), method="confidence", normalize=False)
+    raw = instance_weights(_teacher(), torch.tensor([0]), method="confidence", normalize=False, temperature=1.0)
     assert raw["text"].item() == pytest.approx(0.75) and raw["image"].item() == pytest.approx(0.5)
-    w = instance_weights(_teacher(), torch.tensor([0]), method="confidence")  # / mean 0.625
+    w = instance_weights(_teacher(), torch.tensor([0]), method="confidence", temperature=1.0)  # / mean 0.625
     assert w["text"].item() == pytest.approx(1.2) and w["image"].item() == pytest.approx(0.8)
-    w1 = instance_weights(_teacher(), torch.tensor([1]), method="confidence", normalize=False)
+    w1 = instance_weights(_teacher(), torch.tensor([1]), method="confidence", normalize=False, temperature=1.0)
     assert w1["text"].item() == pytest.approx(0.25)
 
 
 def test_normalisation_clipping_and_degenerate_batch():
     torch.manual_seed(0)
     t = {v: torch.randn(6, 4) for v in ("joint", "text", "image")}
-    w = instance_weights(t, max_weight=None)
+    w = instance_weights(t, max_weight=None, temperature=1.0)
     assert torch.cat([w["text"], w["image"]]).mean().item() == pytest.approx(1.0, abs=1e-5)
-    pv = instance_weights(t, normalize="per_view", max_weight=None)
+    pv = instance_weights(t, normalize="per_view", max_weight=None, temperature=1.0)
     assert pv["text"].mean().item() == pytest.approx(1.0, abs=1e-5)
     assert pv["image"].mean().item() == pytest.approx(1.0, abs=1e-5)
     # one salient entry out of 2B = 8: normalised to 8, clipped to max_weight
     sal = {"joint": torch.tensor([[LN3, 0.0]] * 4), "text": torch.tensor([[LN3, 0.0]] * 4),
            "image": torch.tensor([[0.0, 0.0]] + [[LN3, 0.0]] * 3)}
-    w = instance_weights(sal, max_weight=5.0)
+    w = instance_weights(sal, max_weight=5.0, temperature=1.0)
     assert w["text"].tolist() == pytest.approx([5.0, 0.0, 0.0, 0.0], abs=1e-5)
-    assert instance_weights(sal, max_weight=None)["text"][0].item() == pytest.approx(8.0, abs=1e-4)
+    assert instance_weights(sal, max_weight=None, temperature=1.0)["text"][0].item() == pytest.approx(8.0, abs=1e-4)
     same = {v: torch.tensor([[1.0, 2.0]] * 3) for v in ("joint", "text", "image")}
-    assert torch.equal(instance_weights(same, scale=0.5)["image"], torch.full((3,), 0.5))
+    assert torch.equal(instance_weights(same, scale=0.5, temperature=1.0)["image"], torch.full((3,), 0.5))
 
 
 def test_instance_weights_are_detached_and_errors():
     t = {v: torch.randn(2, 3, requires_grad=True) for v in ("joint", "text", "image")}
-    w = instance_weights(t)
+    w = instance_weights(t, temperature=1.0)
     assert not w["text"].requires_grad
     with pytest.raises(ValueError, match="unknown method 'gradcam'.*'saliency', 'confidence'"):
-        instance_weights(t, method="gradcam")
+        instance_weights(t, method="gradcam", temperature=1.0)
     with pytest.raises(ValueError, match="needs labels"):
-        instance_weights(t, method="confidence")
+        instance_weights(t, method="confidence", temperature=1.0)
     with pytest.raises(ValueError, match="unknown divergence"):
-        instance_weights(t, divergence="tv")
+        instance_weights(t, divergence="tv", temperature=1.0)
     with pytest.raises(ValueError, match="unknown normalize"):
-        instance_weights(t, normalize="batch")
+        instance_weights(t, normalize="batch", temperature=1.0)
     with pytest.raises(ValueError, match=r"missing view\(s\) \['joint'\]"):
-        instance_weights({"text": t["text"], "image": t["image"]})
+        instance_weights({"text": t["text"], "image": t["image"]}, temperature=1.0)
 
 
 # ---------------------------------------------------------------- meta-learned
@@ -159,7 +160,7 @@ def test_weight_features_and_weightnet_ranges():
     b = _batch(gen, n=8)
     student = ViewLinear()
     out = student(b["x"])
-    f = weight_features(out, b["teacher_logits"], b["labels"])
+    f = weight_features(out, b["teacher_logits"], b["labels"], 1.0)
     assert f.shape == (8, len(FEATURE_NAMES)) and not f.requires_grad
     # column 2 = teacher text confidence in the true label: flipped text teacher -> softmax(0, 4, 0)-style low p
     assert torch.allclose(f[:, 2], torch.full((8,), 1.0 / (2.0 + math.exp(4.0))))
@@ -244,3 +245,51 @@ def test_reweight_reuses_the_callers_forward():
     assert not torch.allclose(w_fresh["text"], torch.ones(64))  # the net moved away from its start
     loss_fn(out, train, w_reused).backward()  # the caller's graph survives the meta step
     assert student.lin.weight.grad is not None
+
+
+# ---------------------------------------------------------------- schemes (the objects MSD composes)
+class _Rows:
+    """A tensor dataset in the form iterate_batches reads (``.tensors``)."""
+
+    def __init__(self, **tensors):
+        self.tensors = tensors
+
+    def __len__(self):
+        return len(next(iter(self.tensors.values())))
+
+
+def test_unknown_weighting_lists_the_known_ones():
+    known = r"unknown weighting 'learned'; accepted: \['population', 'instance', 'meta'\]"
+    with pytest.raises(ValueError, match=known):
+        make_weighting("learned")
+    with pytest.raises(ValueError, match="unknown instance_method 'gradcam'"):
+        make_weighting("instance", temperature=1.0, instance_method="gradcam")
+    assert list(SCHEMES) == ["population", "instance", "meta"]
+
+
+def test_each_scheme_weights_the_auxiliary_views():
+    from types import SimpleNamespace
+
+    gen = torch.Generator().manual_seed(0)
+    b = _batch(gen, n=8)
+    student = ViewLinear()
+    out = student(b["x"])
+    settings = dict(text_weight=0.5, image_weight=2.0, temperature=2.0, meta_every=2, unread=None)
+    for name in SCHEMES:
+        scheme = make_weighting(name, **settings)  # each takes the settings it declares
+        assert isinstance(scheme, WeightingScheme) and scheme.name == name
+        scheme.setup(model=student, accelerator=SimpleNamespace(device=torch.device("cpu")),
+                     meta_data=_Rows(x=b["x"], labels=b["labels"]), config=SimpleNamespace(batch_size=4, seed=0),
+                     forward=lambda m, batch: m(batch["x"]),
+                     objective=lambda s, t, batch, w: msd_loss(s, t, batch["labels"], w, 2.0))
+        for _ in range(3):
+            w = scheme.weights(student, b, b["teacher_logits"], out)
+            assert set(w) == {"text", "image"}
+            if scheme.per_sample:
+                assert all(v.shape == (8,) and not v.requires_grad for v in w.values())
+    assert make_weighting("population", **settings).weights(student, b, b["teacher_logits"], out) == \
+        {"text": 0.5, "image": 2.0}
+    assert not make_weighting("population").per_sample and make_weighting("instance", temperature=1.0).per_sample
+    with pytest.raises(ValueError, match="meta_data"):
+        make_weighting("meta", temperature=1.0).setup(model=student, accelerator=None, meta_data=None, config=None,
+                                                      forward=None, objective=None)

@@ -1,7 +1,7 @@
 """Distillation losses. Each is a small function whose docstring gives the formula and its source."""
-from .kd import check_logits_pair, distillation_objective, kd_loss
+from .kd import check_logits_pair, check_temperature, distillation_objective, kd_loss
 
-__all__ = ["check_logits_pair", "distillation_objective", "kd_loss"]
+__all__ = ["check_logits_pair", "check_temperature", "distillation_objective", "kd_loss"]
 from .data2vec import Data2VecDistillationLoss, Data2VecLossConfig, data2vec_loss, data2vec_regression_loss, data2vec_targets  # noqa: E402
 
 __all__ += ["Data2VecDistillationLoss", "Data2VecLossConfig", "data2vec_loss", "data2vec_regression_loss", "data2vec_targets"]

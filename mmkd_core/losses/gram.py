@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from ..views import check_views
 from .ce import labelled_cross_entropy
-from .kd import check_logits_pair, kd_loss
+from .kd import check_logits_pair, check_temperature, kd_loss
 
 __all__ = ["GRAM_VIEWS", "TRANSFORMS", "GRAM_INPUTS", "GRAM_TARGETS", "modality_gram", "gram_relation_loss",
            "stack_views", "gram_objective"]
@@ -98,18 +98,18 @@ def gram_relation_loss(student_outputs: torch.Tensor, teacher_outputs: torch.Ten
 
 
 def stack_views(logits_by_view: Mapping[str, torch.Tensor], views: tuple[str, ...] = GRAM_VIEWS,
-                transform: str = "logits", temperature: float = 1.0) -> torch.Tensor:
+                transform: str = "logits", *, temperature: float) -> torch.Tensor:
     r"""Stack per-view outputs into the matrix A of the Gram loss: ``{view: [B, C]} -> [B, M, C]``.
 
     ``transform`` chooses what a row of A is: ``"logits"`` (as given), ``"probs"``
     (:math:`\mathrm{softmax}(z/T)`), ``"log_probs"`` (:math:`\log\mathrm{softmax}(z/T)`) or
     ``"l2_normalized"`` (:math:`z / \lVert z \rVert_2`, so G holds cosine similarities; use it for pooled
-    features, whose last dim may be anything).
+    features, whose last dim may be anything). ``temperature`` ``T > 0`` is required even where the transform
+    does not read it (``"logits"``, ``"l2_normalized"``), so that no call relies on a default.
     """
     if transform not in TRANSFORMS:
         raise ValueError(f"unknown transform {transform!r}; accepted: {TRANSFORMS}")
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature!r}")
+    check_temperature(temperature)
     check_views(logits_by_view, "logits_by_view", views)
     rows = [logits_by_view[v] for v in views]
     for view, row in zip(views, rows):
@@ -130,10 +130,10 @@ def stack_views(logits_by_view: Mapping[str, torch.Tensor], views: tuple[str, ..
 
 def gram_objective(student_logits: Mapping[str, torch.Tensor], teacher_logits: Mapping[str, torch.Tensor],
                    labels: torch.Tensor, alpha: float, beta: float, gamma: float, lam: float,
-                   temperature: float, kd_weight: float = 1.0, gram_input: str = "probs",
-                   gram_target: str = "gram", student_features: Mapping[str, torch.Tensor] | None = None,
-                   teacher_features: Mapping[str, torch.Tensor] | None = None,
-                   gram_temperature: float | None = None) -> dict[str, torch.Tensor]:
+                   temperature: float, *, gram_temperature: float, kd_weight: float = 1.0,
+                   gram_input: str = "probs", gram_target: str = "gram",
+                   student_features: Mapping[str, torch.Tensor] | None = None,
+                   teacher_features: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     r"""The Gram-relation KD training objective (Liu, Eqs. 2-4, with the conventional KD term of Sec. 6).
 
     .. math::
@@ -143,8 +143,9 @@ def gram_objective(student_logits: Mapping[str, torch.Tensor], teacher_logits: M
 
     with :math:`\kappa` = ``kd_weight``, :math:`\mathcal{L}_{mr}` = :func:`gram_relation_loss` and the rows of
     A the ``("text", "image", "joint")`` views. ``gram_input`` picks A: a :func:`stack_views` transform of
-    the logits (``"logits"``, ``"probs"``, ``"log_probs"``, ``"l2_normalized"``; softmaxes use
-    ``temperature``) or ``"features"``, the L2-normalised pooled features from ``student_features`` /
+    the logits (``"logits"``, ``"probs"``, ``"log_probs"``, ``"l2_normalized"``; their softmax uses
+    ``gram_temperature``, not the KD ``temperature``: at a KD temperature such as 4 the probabilities are so
+    flat that the Gram entries hardly differ between teacher and student) or ``"features"``, the L2-normalised pooled features from ``student_features`` /
     ``teacher_features`` (dicts ``view -> [B, D]``; student and teacher D may differ with
     ``gram_target="gram"``).
 
@@ -157,8 +158,8 @@ def gram_objective(student_logits: Mapping[str, torch.Tensor], teacher_logits: M
         raise ValueError(f"unknown gram_input {gram_input!r}; accepted: {GRAM_INPUTS}")
     if gram_target not in GRAM_TARGETS:
         raise ValueError(f"unknown gram_target {gram_target!r}; accepted: {GRAM_TARGETS}")
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature!r}")
+    check_temperature(temperature)
+    check_temperature(gram_temperature, "gram_temperature")
     check_views(student_logits, "student_logits", GRAM_VIEWS)
     check_views(teacher_logits, "teacher_logits", GRAM_VIEWS)
     for view in GRAM_VIEWS:
@@ -173,14 +174,11 @@ def gram_objective(student_logits: Mapping[str, torch.Tensor], teacher_logits: M
         if student_features is None or teacher_features is None:
             raise ValueError("gram_input='features' needs student_features and teacher_features "
                              f"(dicts view -> [B, D] with keys {GRAM_VIEWS})")
-        a_s = stack_views(student_features, transform="l2_normalized")
-        a_t = stack_views(teacher_features, transform="l2_normalized")
+        a_s = stack_views(student_features, transform="l2_normalized", temperature=gram_temperature)
+        a_t = stack_views(teacher_features, transform="l2_normalized", temperature=gram_temperature)
     else:
-        # The Gram's softmax may use its own temperature: at the KD temperature (e.g. 4) the probabilities
-        # are so flat that the Gram entries hardly differ between teacher and student.
-        t_gram = temperature if gram_temperature is None else gram_temperature
-        a_s = stack_views(student_logits, transform=gram_input, temperature=t_gram)
-        a_t = stack_views(teacher_logits, transform=gram_input, temperature=t_gram)
+        a_s = stack_views(student_logits, transform=gram_input, temperature=gram_temperature)
+        a_t = stack_views(teacher_logits, transform=gram_input, temperature=gram_temperature)
     out["gram"] = gram_relation_loss(a_s, a_t, target=gram_target)
     out["total"] = (alpha * out["ce_text"] + beta * out["ce_image"] + gamma * out["ce_joint"]
                     + kd_weight * out["kd_joint"] + lam * out["gram"])

@@ -20,7 +20,13 @@ def check_logits_pair(student_logits: torch.Tensor, teacher_logits: torch.Tensor
                          f"teacher {teacher_logits.shape[0]})")
 
 
-def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0,
+def check_temperature(value: float, name: str = "temperature") -> None:
+    """ValueError unless ``value > 0``: the one check of every softmax temperature (``name`` says which)."""
+    if not value > 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+
+
+def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float,
             reduction: str = "batchmean") -> torch.Tensor:
     r"""Soft-target knowledge distillation loss.
 
@@ -39,8 +45,7 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperat
         reduction: ``"batchmean"`` (default, as in the paper) or ``"none"`` for a per-sample ``[B]`` loss
             (used by instance-wise weighting).
     """
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature!r}")
+    check_temperature(temperature)
     check_logits_pair(student_logits, teacher_logits)
     log_p_student = F.log_softmax(student_logits.float() / temperature, dim=-1)
     log_p_teacher = F.log_softmax(teacher_logits.detach().float() / temperature, dim=-1)
@@ -53,7 +58,7 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperat
 
 
 def distillation_objective(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
-                           alpha: float = 0.5, temperature: float = 1.0) -> dict[str, torch.Tensor]:
+                           alpha: float = 0.5, *, temperature: float) -> dict[str, torch.Tensor]:
     r"""The vanilla KD training objective :math:`\alpha\,CE(z^s, y) + (1-\alpha)\,\mathcal{L}_{KD}`.
 
     Returns every term separately (``ce``, ``kd``) plus their weighted sum ``total`` so that a trainer

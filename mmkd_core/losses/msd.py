@@ -35,7 +35,7 @@ def check_msd_weights(weights: Mapping, batch_size: int) -> None:
 
 def msd_loss(student_logits: Mapping[str, torch.Tensor], teacher_logits: Mapping[str, torch.Tensor],
              labels: torch.Tensor, weights: Mapping[str, float | torch.Tensor],
-             temperature: float = 1.0) -> dict[str, torch.Tensor]:
+             temperature: float) -> dict[str, torch.Tensor]:
     r"""Modality-specific distillation objective.
 
     .. math::

@@ -2,7 +2,8 @@
 and data2vec-style feature distillation (the student regresses the teacher's targets).
 
 Both run through Hugging Face Accelerate: CUDA with bf16 autocast when available, float32 on CPU.
-Seeded: the batch order comes from a ``torch.Generator`` seeded with ``TrainConfig.seed`` and there is
+Settings: the trainer's :class:`~.trainer.TrainConfig`; :func:`default_config` gives these loops' defaults
+(``schedule="cosine"``). Seeded: the batch order comes from a ``torch.Generator`` seeded with ``config.seed`` and there is
 no dropout in the embedded models, so a CPU run is repeatable bit for bit. Every optimisation step is
 logged (epoch, step, loss, learning rate) into a :class:`TrainHistory`.
 
@@ -26,27 +27,30 @@ from tqdm.auto import tqdm
 
 from ..losses.data2vec import Data2VecDistillationLoss, Data2VecLossConfig
 from ..models.vision import hidden_states, model_width, pooled_features
-from .trainer import make_accelerator  # one device policy for every loop: CUDA + bf16 autocast, else CPU
+# one config, device policy, optimiser and schedule for every loop: CUDA + bf16 autocast, else CPU
+from . import trainer
+from .trainer import make_accelerator, make_optimizer, make_schedule
 
 
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """Optimiser and schedule: AdamW, linear warm-up then cosine decay to 0, gradient-norm clipping."""
+FEATURE_KD_DEFAULTS = dict(epochs=20, batch_size=64, lr=1e-3, weight_decay=0.05, warmup_ratio=0.1,
+                           schedule="cosine", max_grad_norm=1.0, seed=0, progress=True)
+"""These loops' settings where they differ from the trainer's: AdamW, linear warm-up over 10% of the steps then
+a cosine to 0 at the last epoch, gradient-norm clipping at 1."""
 
-    epochs: int = 20
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    warmup_fraction: float = 0.1
-    grad_clip: float | None = 1.0
-    seed: int = 0
-    progress: bool = True
 
-    def __post_init__(self):
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise ValueError(f"epochs and batch_size must be >= 1 and lr > 0; got {self.epochs}, {self.batch_size}, {self.lr}")
-        if not 0 <= self.warmup_fraction < 1:
-            raise ValueError(f"warmup_fraction must be in [0, 1); got {self.warmup_fraction}")
+def default_config(**changes) -> trainer.TrainConfig:
+    """The trainer's :class:`~.trainer.TrainConfig` with :data:`FEATURE_KD_DEFAULTS`, then ``changes``.
+
+    The loops read ``epochs`` (the cap), ``batch_size``, ``lr``, ``weight_decay``, ``warmup_ratio``,
+    ``schedule``, ``max_grad_norm``, ``seed``, ``progress`` and ``cpu``; early stopping is an
+    ``on_epoch_end`` callback (:class:`EarlyStopping`), not ``patience``.
+    """
+    return trainer.TrainConfig(**{**FEATURE_KD_DEFAULTS, **changes})
+
+
+# Notebook 01 builds its configs as ``feature_kd.TrainConfig(epochs=..., lr=...)``: until it calls
+# default_config, that name builds the trainer's TrainConfig with these loops' defaults (not a second class).
+TrainConfig = default_config
 
 
 @dataclasses.dataclass
@@ -119,18 +123,6 @@ def _shuffled_batches(num_examples: int, batch_size: int, generator: torch.Gener
         yield order[start:start + batch_size]
 
 
-def _warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup_fraction: float):
-    warmup_steps = max(1, int(round(warmup_fraction * total_steps))) if warmup_fraction > 0 else 0
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
 def _check_images(images: Tensor, name: str = "images") -> None:
     if images.dim() != 4:
         raise ValueError(f"{name} must be [M, C, H, W]; got {tuple(images.shape)}")
@@ -142,13 +134,17 @@ EpochEnd = Callable[[int], bool]  # called after each epoch with its index; True
 
 
 def _run(model_parts: list[nn.Module], step_loss: Callable[[Tensor, Accelerator], Tensor], num_examples: int,
-         config: TrainConfig, description: str, on_epoch_end: EpochEnd | None = None) -> TrainHistory:
+         config: trainer.TrainConfig, description: str, on_epoch_end: EpochEnd | None = None) -> TrainHistory:
     """Shared loop: ``step_loss(batch_index, accelerator)`` returns the loss of one batch of indices.
 
     ``on_epoch_end(epoch)`` runs after every epoch (e.g. :class:`EarlyStopping`); if it returns True the
     loop stops there. The schedule is laid out over ``config.epochs``, which is then the cap.
     """
-    accelerator = make_accelerator()
+    unused = [name for name in ("max_steps", "eval_every", "patience", "report_to") if getattr(config, name) is not None]
+    if unused:
+        raise ValueError(f"the feature-KD loops do not read {unused}: they train for config.epochs and stop early "
+                         f"through on_epoch_end (EarlyStopping); leave these settings None")
+    accelerator = make_accelerator(config.cpu)
     # On CPU, tiny gradients (and AdamW's squared-gradient averages) become float32 denormals late in
     # training, and x86 arithmetic on denormals is ~100x slower: we measured one 20-epoch run going from
     # 15 s to 230 s. Flushing them to zero changes nothing measurable in the results.
@@ -160,11 +156,11 @@ def _run(model_parts: list[nn.Module], step_loss: Callable[[Tensor, Accelerator]
 
 
 def _run_loop(accelerator: Accelerator, model_parts: list[nn.Module], step_loss, num_examples: int,
-              config: TrainConfig, description: str, on_epoch_end: EpochEnd | None = None) -> TrainHistory:
+              config: trainer.TrainConfig, description: str, on_epoch_end: EpochEnd | None = None) -> TrainHistory:
     parameters = [p for part in model_parts for p in part.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = make_optimizer(parameters, config, foreach=None)
     steps_per_epoch = math.ceil(num_examples / config.batch_size)
-    scheduler = _warmup_cosine(optimizer, config.epochs * steps_per_epoch, config.warmup_fraction)
+    scheduler = make_schedule(optimizer, config, config.epochs * steps_per_epoch)
     for part in model_parts:
         part.to(accelerator.device).train()
     optimizer, scheduler = accelerator.prepare(optimizer, scheduler)
@@ -177,8 +173,8 @@ def _run_loop(accelerator: Accelerator, model_parts: list[nn.Module], step_loss,
                 loss = step_loss(batch_index, accelerator)
             optimizer.zero_grad(set_to_none=True)
             accelerator.backward(loss)
-            if config.grad_clip is not None:
-                accelerator.clip_grad_norm_(parameters, config.grad_clip)
+            if config.max_grad_norm:
+                accelerator.clip_grad_norm_(parameters, config.max_grad_norm)
             optimizer.step()
             scheduler.step()
             history.log(epoch=epoch, step=step, loss=float(loss.detach()), lr=optimizer.param_groups[0]["lr"],
@@ -234,7 +230,7 @@ def random_shift(images: Tensor, max_shift: int, generator: torch.Generator, fil
     return torch.stack([padded[i, :, dy:dy + size, dx:dx + size] for i, (dy, dx) in enumerate(offsets.tolist())])
 
 
-def train_classifier(model: nn.Module, images: Tensor, labels: Tensor, config: TrainConfig = TrainConfig(),
+def train_classifier(model: nn.Module, images: Tensor, labels: Tensor, config: trainer.TrainConfig | None = None,
                      max_shift: int = 0, description: str = "supervised",
                      on_epoch_end: EpochEnd | None = None) -> TrainHistory:
     """Cross-entropy training of ``model`` (``model(x)`` returns logits) on ``images`` [M, C, H, W], ``labels`` [M].
@@ -243,6 +239,7 @@ def train_classifier(model: nn.Module, images: Tensor, labels: Tensor, config: T
     its head) and for the no-teacher student (:class:`FeatureClassifier` around a Data2Vec student).
     """
     _check_images(images)
+    config = config or default_config()
     if labels.shape != (images.shape[0],):
         raise ValueError(f"labels must be [M] = [{images.shape[0]}]; got {tuple(labels.shape)}")
     augment_generator = torch.Generator().manual_seed(config.seed + 1)
@@ -273,7 +270,7 @@ def cache_teacher_targets(teacher: nn.Module, images: Tensor, loss_config: Data2
 
 
 def train_feature_kd(student: nn.Module, images: Tensor, teacher_targets: Tensor,
-                     loss: Data2VecDistillationLoss | None = None, config: TrainConfig = TrainConfig(),
+                     loss: Data2VecDistillationLoss | None = None, config: trainer.TrainConfig | None = None,
                      description: str = "feature KD", on_epoch_end: EpochEnd | None = None) -> TrainHistory:
     """Distil: minimise the data2vec loss between the student's prediction Ŷ(x) and the cached target Y(x).
 
@@ -286,6 +283,7 @@ def train_feature_kd(student: nn.Module, images: Tensor, teacher_targets: Tensor
             f"teacher_targets must be [M, N, D] with M = {images.shape[0]} (one per image); got {tuple(teacher_targets.shape)}"
         )
     loss = loss if loss is not None else Data2VecDistillationLoss()
+    config = config or default_config()
 
     def step_loss(batch_index: Tensor, accelerator: Accelerator) -> Tensor:
         batch = images[batch_index].to(accelerator.device)

@@ -12,7 +12,7 @@ A method declares which student views it needs and which teacher views it reads,
 ``ce3``         α·CE(text) + β·CE(image) + γ·CE(joint) + KD(joint): the Gram paper's Eq. 2 without Gram
 ``gram``        ``ce3`` + λ·MSE(G_s, G_t), G = A·Aᵀ over the three views (Liu)
 ``msd``         CE(joint) + KD(joint) + Σ_m w_m·KD(view m) (Jin et al.), weights: population /
-                instance / meta
+                instance / meta (:mod:`mmkd_core.weighting.schemes`)
 ``msd_gram``    ``msd`` + λ·Gram relation loss (a combination neither paper tried)
 =============  ==================================================================================
 """
@@ -24,15 +24,17 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..data.batches import iterate_batches
 from ..losses.ce import labelled_cross_entropy
 from ..losses.gram import gram_objective, gram_relation_loss, stack_views
-from ..losses.kd import distillation_objective
+from ..losses.kd import check_temperature, distillation_objective
 from ..losses.msd import msd_loss
 from ..views import VIEWS
-from ..weighting.instance import instance_weights
+from ..weighting.schemes import make_weighting
 
-WEIGHTINGS = ("population", "instance", "meta")
+KD_TEMPERATURE = 4.0
+"""The default softmax temperature T of the KD terms of every distilling method (Hinton et al. use 2-20)."""
+GRAM_TEMPERATURE = 1.0
+"""The default softmax temperature of the Gram's inputs (``gram_temperature`` of ``gram`` and ``msd_gram``)."""
 
 METHODS: dict[str, type] = {}
 
@@ -136,40 +138,49 @@ class ModalityDropoutCrossEntropy(Method):
 @register_method("kd")
 @dataclasses.dataclass
 class VanillaKD(Method):
+    """α·CE + (1−α)·KD on the joint view; ``temperature``: the KD softmax temperature T."""
+
     alpha: float = 0.5
-    temperature: float = 4.0
+    temperature: float = KD_TEMPERATURE
     teacher_views = ("joint",)
 
     def __post_init__(self):
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"alpha must lie in [0, 1], got {self.alpha!r}")
-        if not self.temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature!r}")
+        check_temperature(self.temperature)
 
     def step_losses(self, model, batch, teacher_logits):
         logits = _forward(model, batch, ("joint",)).logits["joint"]
         return distillation_objective(logits, teacher_logits["joint"], batch["labels"], self.alpha,
-                                      self.temperature)
+                                      temperature=self.temperature)
 
 
 @register_method("gram")
 @dataclasses.dataclass
 class GramRelationKD(Method):
-    """Liu's objective; ``lam=0`` gives the ``ce3`` ablation (three-view CE + KD, no Gram)."""
+    """Liu's objective; ``lam=0`` gives the ``ce3`` ablation (three-view CE + KD, no Gram).
+
+    ``temperature``: the KD softmax temperature T of the joint KD term. ``gram_temperature``: the softmax
+    temperature of the Gram's inputs A (``gram_input`` ``"probs"`` / ``"log_probs"``; unused by the other
+    inputs), set apart from T because at T = 4 the probabilities are too flat for their Gram to tell
+    teacher from student.
+    """
 
     alpha: float = 1.0
     beta: float = 1.0
     gamma: float = 1.0
     lam: float = 1.0
     kd_weight: float = 1.0
-    temperature: float = 4.0
+    temperature: float = KD_TEMPERATURE
     gram_input: str = "probs"
     gram_target: str = "gram"
-    gram_temperature: float = 1.0
+    gram_temperature: float = GRAM_TEMPERATURE
     student_views = VIEWS
     teacher_views = VIEWS
 
     def __post_init__(self):
+        check_temperature(self.temperature)
+        check_temperature(self.gram_temperature, "gram_temperature")
         if self.gram_input == "features":
             raise ValueError("gram_input='features' needs pooled teacher features: use "
                              "gram_input in ('logits', 'probs', 'log_probs', 'l2_normalized') with the "
@@ -189,26 +200,37 @@ class ModalitySpecificKD(Method):
     """MSD. ``weighting``: ``population`` (fixed ``text_weight``/``image_weight``), ``instance``
     (teacher saliency per sample, see :mod:`mmkd_core.weighting.instance`) or ``meta`` (a weight network
     trained by one-step-lookahead meta-gradients on ``meta_data``, see :mod:`mmkd_core.weighting.meta`).
-    ``gram_lam > 0`` adds Liu's Gram relation loss (the ``msd_gram`` combination)."""
+    ``gram_lam > 0`` adds Liu's Gram relation loss (the ``msd_gram`` combination).
+
+    The weighting is a small object, ``scheme`` (:mod:`mmkd_core.weighting.schemes`), built from ``weighting``
+    and the settings it reads; per-sample weights are kept in ``weight_log`` (one dict per step, with the
+    rows' ``index``).
+
+    ``temperature``: the KD softmax temperature T of every KD term (also the temperature of the instance
+    weights' teacher probabilities and of the meta weight net's KD features). ``gram_temperature``: the
+    softmax temperature of the Gram's inputs A, as in ``gram`` (only read when ``gram_lam > 0``).
+    """
 
     weighting: str = "population"
     text_weight: float = 1.0
     image_weight: float = 1.0
-    temperature: float = 4.0
+    temperature: float = KD_TEMPERATURE
     instance_method: str = "saliency"
     meta_lr: float = 1e-3
     inner_lr: float = 1e-3
     meta_every: int = 1
     gram_lam: float = 0.0
     gram_input: str = "probs"
-    gram_temperature: float = 1.0
+    gram_temperature: float = GRAM_TEMPERATURE
     student_views = VIEWS
     teacher_views = VIEWS
 
     def __post_init__(self):
-        if self.weighting not in WEIGHTINGS:
-            raise ValueError(f"unknown weighting {self.weighting!r}; accepted: {list(WEIGHTINGS)}")
-        self._reweighter = None
+        check_temperature(self.temperature)
+        check_temperature(self.gram_temperature, "gram_temperature")
+        # the scheme takes the settings it declares (text_weight / image_weight, instance_method, meta_*)
+        settings = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        self.scheme = make_weighting(self.weighting, **settings)
         self.weight_log: list[dict[str, torch.Tensor]] = []
 
     def describe(self):
@@ -216,35 +238,12 @@ class ModalitySpecificKD(Method):
 
     def setup(self, model, accelerator, meta_data, config):
         self.weight_log = []
-        self._steps = 0
-        if self.weighting == "meta":
-            if meta_data is None:
-                raise ValueError("weighting='meta' learns its weights on a held-out meta set: pass meta_data=")
-            self._reweighter = self._build_reweighter(model, accelerator.device)
-            self._meta_batches = _cycle(meta_data, config.batch_size, config.seed, accelerator.device)
-
-    def _build_reweighter(self, model, device):
-        from ..weighting.meta import MetaReweighter, WeightNet, weight_features
-
-        net = WeightNet().to(device)
-        return MetaReweighter(
-            model, net, torch.optim.Adam(net.parameters(), lr=self.meta_lr),
-            forward_fn=lambda m, b: _forward(m, b, VIEWS).logits,
-            loss_fn=lambda out, b, w: self._loss(out, b["teacher_logits"], b, w)["total"],
-            features_fn=lambda out, b: weight_features(out, b["teacher_logits"], b["labels"], self.temperature),
-            inner_lr=self.inner_lr)
+        self.scheme.setup(model=model, accelerator=accelerator, meta_data=meta_data, config=config,
+                          forward=lambda m, b: _forward(m, b, VIEWS).logits, objective=self._loss)
 
     def weights(self, model, batch, teacher_logits, student_logits) -> dict[str, torch.Tensor | float]:
-        if self.weighting == "population":
-            return {"text": self.text_weight, "image": self.image_weight}
-        if self.weighting == "instance":
-            return instance_weights(teacher_logits, batch["labels"], method=self.instance_method,
-                                    temperature=self.temperature)
-        batch = {**batch, "teacher_logits": teacher_logits}
-        self._steps += 1
-        if (self._steps - 1) % self.meta_every == 0:  # a meta update (one-step look-ahead) on this step
-            return self._reweighter.reweight(batch, next(self._meta_batches), student_outputs=student_logits)
-        return self._reweighter.weights(student_logits, batch)
+        """This step's weights of the auxiliary KD terms, from the weighting scheme."""
+        return self.scheme.weights(model, batch, teacher_logits, student_logits)
 
     def _loss(self, student_logits, teacher_logits, batch, weights):
         losses = msd_loss(student_logits, teacher_logits, batch["labels"], weights, self.temperature)
@@ -259,19 +258,11 @@ class ModalitySpecificKD(Method):
     def step_losses(self, model, batch, teacher_logits):
         out = _forward(model, batch, VIEWS)
         weights = self.weights(model, batch, teacher_logits, out.logits)
-        if self.weighting != "population":  # per-sample weights with their row index, for the figures
+        if self.scheme.per_sample:  # per-sample weights with their row index, for the figures
             logged = {k: torch.as_tensor(w).detach().float().cpu() for k, w in weights.items()}
             logged["index"] = batch["index"].detach().cpu()
             self.weight_log.append(logged)
         return self._loss(out.logits, teacher_logits, batch, weights)
-
-
-def _cycle(dataset, batch_size, seed, device):
-    """Endless shuffled batches of the meta set, on ``device``."""
-    generator = torch.Generator().manual_seed(seed + 1)
-    while True:
-        for batch in iterate_batches(dataset, batch_size, shuffle=True, generator=generator):
-            yield {k: v.to(device) for k, v in batch.items()}
 
 
 @register_method("ce3")

@@ -24,7 +24,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import pandas as pd
 import torch
@@ -38,12 +38,17 @@ from . import tracking
 from .cache import TeacherCache, data_key, weights_fingerprint
 
 CHECKPOINT_RULES = ("best-val", "last")
-SCHEDULES = ("linear", "constant")
+SCHEDULES = ("linear", "constant", "cosine")
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Optimiser, schedule, stopping and checkpoint settings of one run (one name per setting)."""
+    """Optimiser, schedule, stopping and checkpoint settings of one run (one name per setting).
+
+    The one config of every training loop: :func:`train` and notebook 01's feature-KD loops
+    (:mod:`.feature_kd`, which read the optimiser, schedule, clipping, seed and progress settings; its
+    :func:`~.feature_kd.default_config` holds their defaults). Frozen: change a copy with ``dataclasses.replace``.
+    """
 
     epochs: int = 10  # cap on passes over the training set
     max_steps: int | None = None  # cap on optimiser steps; the run ends at whichever cap comes first
@@ -51,8 +56,8 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1  # share of the step cap spent warming the learning rate up from 0
-    schedule: str = "linear"  # after warm-up: "linear" decay to 0 at the cap, or "constant"
-    max_grad_norm: float = 1.0  # gradient clipping (0: off)
+    schedule: str = "linear"  # after warm-up: "linear" or "cosine" decay to 0 at the cap, or "constant"
+    max_grad_norm: float | None = 1.0  # gradient clipping (0 or None: off)
     seed: int = 0
     checkpoint_rule: str = "best-val"
     select_metric: str = "accuracy"
@@ -80,6 +85,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be None or an integer >= 1, got {value!r}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"warmup_ratio must lie in [0, 1), got {self.warmup_ratio!r}")
 
 
 @dataclasses.dataclass
@@ -146,16 +153,50 @@ def optimisation_step(model, method, batch, teacher_out, optimizer, accelerator,
     return losses
 
 
-def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW; ``foreach`` on the CPU too, where the per-tensor loop costs more than the update itself."""
-    return torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, foreach=True)
+def make_optimizer(model: torch.nn.Module | Iterable[torch.nn.Parameter], config: TrainConfig,
+                   foreach: bool | None = True) -> torch.optim.Optimizer:
+    """AdamW over ``model``'s parameters (or the given parameters) with ``config.lr`` / ``config.weight_decay``.
+
+    ``foreach=True`` (the trainer) also on the CPU, where the per-tensor loop costs more than the update
+    itself; ``None`` leaves the choice to torch (the per-tensor loop on the CPU), as the feature-KD loops do.
+    """
+    parameters = model.parameters() if isinstance(model, torch.nn.Module) else model
+    return torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay, foreach=foreach)
 
 
 def lr_multiplier(config: TrainConfig, total_steps: int) -> Callable[[int], float]:
+    """The factor on ``config.lr`` at each step: a linear warm-up from 0, then ``config.schedule``.
+
+    ``"linear"`` / ``"constant"``: warm-up over ``max(1, floor(warmup_ratio · total_steps))`` steps, then a
+    linear decay to 0 at ``total_steps`` or a constant 1. ``"cosine"``: warm-up over
+    ``round(warmup_ratio · total_steps)`` steps (at least 1; none when ``warmup_ratio`` is 0), then a cosine
+    from 1 to 0 at ``total_steps``. The two warm-up lengths are kept apart so that every recorded run
+    (the trainer's and notebook 01's) keeps its learning rates exactly.
+    """
+    if config.schedule == "cosine":
+        return _warmup_cosine(total_steps, config.warmup_ratio)
     warmup = max(1, int(config.warmup_ratio * total_steps))
     if config.schedule == "constant":
         return lambda step: min(1.0, (step + 1) / warmup)
     return lambda step: min((step + 1) / warmup, max(0.0, (total_steps - step) / max(1, total_steps - warmup)))
+
+
+def _warmup_cosine(total_steps: int, warmup_ratio: float) -> Callable[[int], float]:
+    warmup_steps = max(1, int(round(warmup_ratio * total_steps))) if warmup_ratio > 0 else 0
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def make_schedule(optimizer: torch.optim.Optimizer, config: TrainConfig,
+                  total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """The learning-rate schedule of :func:`lr_multiplier` over ``total_steps`` optimiser steps."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(config, total_steps))
 
 
 def _check_teacher_inputs(method, train_data, model, teacher_cache, teacher):
@@ -209,7 +250,7 @@ def train(model: torch.nn.Module, method, train_data, val_data=None, config: Tra
     total_steps = min(config.epochs * steps_per_epoch, config.max_steps or math.inf)
     eval_every = config.eval_every or steps_per_epoch
     optimizer = make_optimizer(model, config)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(config, total_steps))
+    schedule = make_schedule(optimizer, config, total_steps)
     model, optimizer, schedule = accelerator.prepare(model, optimizer, schedule)
     if teacher is not None:
         teacher = accelerator.prepare_model(teacher, evaluation_mode=True)

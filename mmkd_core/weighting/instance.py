@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from ..losses.ce import fill_unlabelled
+from ..losses.kd import check_temperature
 from ..views import AUX_VIEWS, VIEW_WITHOUT, VIEWS, check_views
 
 __all__ = ["METHODS", "DIVERGENCES", "NORMALIZATIONS", "js_divergence", "kl_divergence", "instance_weights"]
@@ -69,7 +70,7 @@ def _normalization(normalize: bool | str) -> str:
 
 @torch.no_grad()
 def instance_weights(teacher_logits: Mapping[str, torch.Tensor], labels: torch.Tensor | None = None,
-                     method: str = "saliency", temperature: float = 1.0, normalize: bool | str = True,
+                     method: str = "saliency", *, temperature: float, normalize: bool | str = True,
                      divergence: str = "js", scale: float = 1.0,
                      max_weight: float | None = 5.0) -> dict[str, torch.Tensor]:
     """Per-sample weights ``{"text": [B], "image": [B]}`` for :func:`mmkd_core.losses.msd.msd_loss`.
@@ -90,8 +91,7 @@ def instance_weights(teacher_logits: Mapping[str, torch.Tensor], labels: torch.T
         raise ValueError(f"unknown method {method!r}; accepted: {METHODS}")
     if divergence not in DIVERGENCES:
         raise ValueError(f"unknown divergence {divergence!r}; accepted: {DIVERGENCES}")
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature!r}")
+    check_temperature(temperature)
     norm = _normalization(normalize)
     check_views(teacher_logits, "teacher_logits")
     shape = teacher_logits["joint"].shape

@@ -43,7 +43,7 @@ OUTPUTS: tuple[str, ...] = ("2sigmoid", "softplus")
 
 @torch.no_grad()
 def weight_features(student_logits: Mapping[str, torch.Tensor], teacher_logits: Mapping[str, torch.Tensor],
-                    labels: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+                    labels: torch.Tensor, temperature: float) -> torch.Tensor:
     r"""Per-sample inputs of :class:`WeightNet`, ``[B, 5]``, detached (columns :data:`FEATURE_NAMES`):
 
     :math:`\log(1 + \mathcal{L}_{KD,text})`, :math:`\log(1 + \mathcal{L}_{KD,image})` (per-sample KD of the
