@@ -114,7 +114,7 @@ def plot_weights_vs_knobs(frames: dict[str, pd.DataFrame]):
 
 
 @torch.no_grad()
-def mean_gram(model, batch, transform: str = "probs", temperature: float = 1.0) -> torch.Tensor:
+def mean_gram(model, batch, transform: str, temperature: float) -> torch.Tensor:
     """The modality Gram matrix G = A·Aᵀ averaged over a batch ([3, 3], rows text, image, joint)."""
     with eval_mode(model):
         out = model(**model_inputs(batch, next(model.parameters()).device), views=VIEWS)

@@ -96,7 +96,6 @@ def test_on_epoch_end_can_stop_training(data):
 def test_the_loops_use_the_trainers_config_with_a_cosine_schedule(data):
     assert type(CONFIG) is trainer.TrainConfig and CONFIG.schedule == "cosine"
     assert (CONFIG.weight_decay, CONFIG.warmup_ratio, CONFIG.max_grad_norm) == (0.05, 0.1, 1.0)
-    assert feature_kd.TrainConfig(epochs=3) == feature_kd.default_config(epochs=3)  # the name notebook 01 calls
     seed_everything(0)
     history = train_classifier(SIZES.teacher(), data.train_images, data.train_labels,
                                feature_kd.default_config(epochs=2, batch_size=8, lr=0.01, progress=False))

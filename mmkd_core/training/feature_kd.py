@@ -48,9 +48,6 @@ def default_config(**changes) -> trainer.TrainConfig:
     return trainer.TrainConfig(**{**FEATURE_KD_DEFAULTS, **changes})
 
 
-# Notebook 01 builds its configs as ``feature_kd.TrainConfig(epochs=..., lr=...)``: until it calls
-# default_config, that name builds the trainer's TrainConfig with these loops' defaults (not a second class).
-TrainConfig = default_config
 
 
 @dataclasses.dataclass
