@@ -39,7 +39,8 @@ BINARY_PRIMARY = "auroc"
 
 
 STUDENT_FIELDS = ("student_preset", "student_overrides", "student_lr", "student_batch_size", "student_max_steps",
-                  "student_eval_every", "student_patience", "student_min_epochs", "n_labelled", "report_to")
+                  "student_eval_every", "student_patience", "student_min_epochs", "n_labelled", "report_to",
+                  "compile_backend")
 
 
 @dataclasses.dataclass
@@ -93,6 +94,7 @@ class ExperimentConfig:
     teacher_pretrained: str | None = None
     student_init_layers: list | None = None
     report_to: str | None = None  # "tensorboard": every run also logs live under data/runs (CSV logs either way)
+    compile_backend: str | None = None  # students: torch.compile through Accelerate (e.g. "inductor", for GPUs)
 
     def key(self) -> str:
         """Hash of the fields that define the teacher (data, sizes, teacher training)."""
@@ -286,7 +288,8 @@ def student_train_config(config: ExperimentConfig, seed: int, n_rows: int, progr
     return TrainConfig(epochs=10**6, max_steps=config.student_max_steps, eval_every=config.student_eval_every,
                        patience=config.student_patience, min_steps=min_steps, batch_size=batch_size,
                        lr=config.student_lr, seed=seed, checkpoint_rule=config.checkpoint_rule,
-                       schedule=config.schedule, progress=progress, report_to=config.report_to)
+                       schedule=config.schedule, progress=progress, report_to=config.report_to,
+                       compile_backend=config.compile_backend)
 
 
 def run_student(method_name: str, seed: int, config: ExperimentConfig, data: ExperimentData,
