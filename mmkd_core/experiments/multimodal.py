@@ -25,15 +25,15 @@ import pandas as pd
 import torch
 from accelerate import PartialState
 
-from .data import default_data_dir, load
-from .data.encoding import EncodedDataset, ImageTextProcessor, LazyDataset
-from .data.tokenizer import build_shapes_tokenizer
-from .evaluation.probes import count_parameters, timed_throughput
-from .models.multimodal import MultimodalClassifier, build_multimodal_model
-from .training.cache import TeacherCache
-from .training.methods import make_method
-from .evaluation.predict import classification_metrics, predict
-from .training.trainer import TrainConfig, train
+from ..data import default_data_dir, load
+from ..data.encoding import EncodedDataset, ImageTextProcessor, LazyDataset
+from ..data.tokenizer import build_shapes_tokenizer
+from ..evaluation.probes import count_parameters, timed_throughput
+from ..models.multimodal import MultimodalClassifier, build_multimodal_model
+from ..training.cache import TeacherCache
+from ..training.methods import make_method
+from ..evaluation.predict import classification_metrics, predict
+from ..training.trainer import TrainConfig, train
 
 BINARY_PRIMARY = "auroc"
 
@@ -187,7 +187,7 @@ def prepare_data(config: ExperimentConfig) -> ExperimentData:
     if config.tokenizer is None:
         tokenizer = build_shapes_tokenizer()
     else:
-        from .hub import load_tokenizer
+        from ..hub import load_tokenizer
 
         tokenizer = load_tokenizer(config.tokenizer)
     processor = ImageTextProcessor(tokenizer, image_size=config.image_size, max_length=config.max_text_length)
@@ -227,7 +227,7 @@ def get_teacher(config: ExperimentConfig, data: ExperimentData, retrain: bool = 
         info = json.loads((folder / "run.json").read_text())
         return MultimodalClassifier.load(folder / "checkpoint"), info
     if config.teacher_pretrained:
-        from .models.multimodal import from_pretrained_vilt
+        from ..models.multimodal import from_pretrained_vilt
 
         torch.manual_seed(config.teacher_seed)  # the new classifier head
         teacher = from_pretrained_vilt(config.teacher_pretrained, num_labels=data.num_labels)
@@ -308,7 +308,7 @@ def run_student(method_name: str, seed: int, config: ExperimentConfig, data: Exp
         raise ValueError(f"method {method_name!r} has no teacher term: on the transfer set it would only see "
                          f"the labelled rows; train it with student_data='labelled'")
     if config.student_init_layers:
-        from .models.multimodal import student_from_teacher
+        from ..models.multimodal import student_from_teacher
 
         teacher, _ = get_teacher(config, data, progress=False)
         torch.manual_seed(seed)
