@@ -260,7 +260,7 @@ def table1(runs: pd.DataFrame) -> pd.DataFrame:
             for metric, name in ((f"{split}/accuracy", split), (f"{split}/auroc", f"{split} AUROC")):
                 if metric in per_task and per_task[metric].notna().any():
                     columns[f"{task} {name}"] = per_task.groupby("method", sort=False)[metric].apply(format_mean_ci)
-    table = pd.DataFrame(columns)
+    table = pd.DataFrame(columns).fillna("—")  # a method not run on a task (e.g. an ablation row on one task only)
     table = table.loc[ordered_methods(table.index)]
     seeds = runs.groupby("method")["seed"].nunique()
     table.insert(0, "seeds per task", [int(seeds.get(m, 0)) for m in table.index])

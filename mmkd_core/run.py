@@ -117,7 +117,7 @@ def run_vision(args, state, out: Path) -> int:
 
     from .data.digits import load_digits_splits
     from .models.vision import TinyVisionSizes
-    from .vision_experiment import LabelEfficiencyConfig, run_experiment
+    from .experiments.vision import LabelEfficiencyConfig, run_experiment
 
     if state.num_processes > 1:
         raise SystemExit("the 'vision' experiment runs in one process (its feature-KD loop is not sharded); "

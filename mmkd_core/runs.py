@@ -44,7 +44,7 @@ TRAINING_SOURCES = ("data/__init__.py", "data/registry.py", "data/shapes.py", "d
                     "data/batches.py", "data/tokenizer.py", "evaluation/predict.py", "losses/ce.py", "losses/kd.py",
                     "losses/msd.py", "losses/gram.py", "models/multimodal.py", "training/trainer.py",
                     "training/methods.py", "training/cache.py", "training/tracking.py", "weighting", "views.py",
-                    "experiments.py", "runs.py")
+                    "experiments/multimodal.py", "runs.py")
 LOG_FRAMES = ("step_log", "evaluation_log", "weights")
 
 

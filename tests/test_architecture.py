@@ -57,7 +57,7 @@ def test_the_import_graph_has_no_cycle():
 def test_no_module_under_training_runs_an_experiment():
     for path in (PACKAGE / "training").glob("*.py"):
         imported = imports_of(path)
-        assert not any(m.startswith(("mmkd_core.experiments", "mmkd_core.runs", "mmkd_core.vision_experiment"))
+        assert not any(m.startswith(("mmkd_core.experiments", "mmkd_core.runs"))
                        for m in imported), f"{path.name} imports an experiment module"
 
 

@@ -14,7 +14,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from mmkd_core import plots  # noqa: E402
-from mmkd_core.knobs import plot_knob_study  # noqa: E402
+from mmkd_core.experiments.knobs import plot_knob_study  # noqa: E402
 
 SUMMARY = pd.DataFrame({"method": ["CE", "KD"], "validation/accuracy mean": [0.54, 0.56],
                         "validation/accuracy ci95": [0.02, 0.03]})

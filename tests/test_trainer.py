@@ -97,6 +97,17 @@ def test_bad_train_config_values_name_the_setting():
         TrainConfig(schedule="exponential")
     with pytest.raises(ValueError, match="warmup_ratio"):
         TrainConfig(warmup_ratio=1.0)
+    with pytest.raises(ValueError, match="compile_backend.*inductor"):
+        TrainConfig(compile_backend="turbo")
+
+
+def test_compiled_student_trains_like_the_eager_one(tokenizer, tiny_data):
+    """The torch.compile switch goes through Accelerate's dynamo plugin; with the "eager" backend the captured
+    graphs run the same kernels, so the run must match the uncompiled one (inductor is for GPUs: see README)."""
+    runs = [train(_model(tokenizer), make_method("ce"), tiny_data["train"], None,
+                  TrainConfig(**CONFIG, seed=3, compile_backend=backend)) for backend in (None, "eager")]
+    torch.testing.assert_close(runs[0].steps["ce"].to_numpy(), runs[1].steps["ce"].to_numpy())
+    assert not isinstance(runs[1].model, torch._dynamo.eval_frame.OptimizedModule)  # unwrapped, as returned
 
 
 def test_cosine_schedule_warms_up_then_decays_to_zero():

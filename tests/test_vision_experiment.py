@@ -1,4 +1,4 @@
-"""Notebook 01's label-efficiency experiment (mmkd_core.vision_experiment): tiny sizes, CPU, a few seconds."""
+"""Notebook 01's label-efficiency experiment (mmkd_core.experiments.vision): tiny sizes, CPU, a few seconds."""
 import dataclasses
 
 import numpy as np
@@ -9,7 +9,7 @@ from torch import nn
 from mmkd_core.data.digits import load_digits_splits
 from mmkd_core.models.vision import TinyVisionSizes
 from mmkd_core.training.feature_kd import EarlyStopping, default_config, seed_everything
-from mmkd_core.vision_experiment import (
+from mmkd_core.experiments.vision import (
     ALL_LABELS, METHODS, RUN_COLUMNS, LabelEfficiencyConfig, compare, flattened_tokens, probe_accuracy, run_experiment,
     runs_frame, sample_labels_per_class, summarize, train_supervised_student,
 )
@@ -111,7 +111,7 @@ def test_welch_difference_matches_scipy_and_compare_uses_it():
     from scipy import stats
 
     from mmkd_core.evaluation.stats import difference_ci
-    from mmkd_core.vision_experiment import compare
+    from mmkd_core.experiments.vision import compare
 
     a, b = [0.90, 0.92, 0.95, 0.91, 0.93], [0.80, 0.86, 0.83, 0.79, 0.88]
     difference, half = difference_ci(a, b)

@@ -137,7 +137,8 @@ def _run(model_parts: list[nn.Module], step_loss: Callable[[Tensor, Accelerator]
     ``on_epoch_end(epoch)`` runs after every epoch (e.g. :class:`EarlyStopping`); if it returns True the
     loop stops there. The schedule is laid out over ``config.epochs``, which is then the cap.
     """
-    unused = [name for name in ("max_steps", "eval_every", "patience", "report_to") if getattr(config, name) is not None]
+    unused = [name for name in ("max_steps", "eval_every", "patience", "report_to", "compile_backend")
+              if getattr(config, name) is not None]
     if unused:
         raise ValueError(f"the feature-KD loops do not read {unused}: they train for config.epochs and stop early "
                          f"through on_epoch_end (EarlyStopping); leave these settings None")

@@ -68,9 +68,11 @@ class TrainConfig:
     progress: bool = True
     cpu: bool | None = None  # None: use CUDA when available
     report_to: str | None = None  # "tensorboard": live curves under data/runs (see training/tracking.py)
+    compile_backend: str | None = None  # torch.compile the trained model through Accelerate (e.g. "inductor"); None: eager
 
     def __post_init__(self) -> None:
         tracking.check_report_to(self.report_to)
+        check_compile_backend(self.compile_backend)
         if self.checkpoint_rule not in CHECKPOINT_RULES:
             raise ValueError(f"unknown checkpoint_rule {self.checkpoint_rule!r}; accepted: {list(CHECKPOINT_RULES)}")
         if self.select_metric not in ("accuracy", "auroc"):
@@ -123,11 +125,30 @@ class TrainResult:
 EvaluationCallback = Callable[[dict, torch.nn.Module], None]
 
 
-def make_accelerator(cpu: bool | None = None, report_to: str | None = None) -> Accelerator:
-    """The one device policy: CUDA with bf16 autocast when present, else float32 on the CPU."""
+def check_compile_backend(backend: str | None) -> None:
+    """``None`` (eager) or a backend name that Accelerate's ``dynamo_backend`` accepts."""
+    if backend is None:
+        return
+    from accelerate.utils import DynamoBackend
+
+    accepted = sorted(b.value.lower() for b in DynamoBackend if b.value != "NO")
+    if not isinstance(backend, str) or backend.lower() not in accepted:
+        raise ValueError(f"unknown compile_backend {backend!r}; accepted: None (eager) or one of {accepted}")
+
+
+def make_accelerator(cpu: bool | None = None, report_to: str | None = None,
+                     compile_backend: str | None = None) -> Accelerator:
+    """The one device policy: CUDA with bf16 autocast when present, else float32 on the CPU.
+
+    ``compile_backend`` (e.g. ``"inductor"``) makes ``accelerator.prepare`` wrap the model in ``torch.compile``
+    (Accelerate's dynamo plugin). Off by default: on this project's tiny CPU models compilation costs more than
+    it saves; it is meant for the GPU profile's larger models.
+    """
+    check_compile_backend(compile_backend)
     use_cpu = (not torch.cuda.is_available()) if cpu is None else cpu
+    dynamo = {} if compile_backend is None else {"dynamo_backend": compile_backend.upper()}
     return Accelerator(cpu=use_cpu, mixed_precision="no" if use_cpu else "bf16",
-                       **tracking.accelerator_options(report_to))
+                       **tracking.accelerator_options(report_to), **dynamo)
 
 
 def teacher_outputs(method, batch, teacher_cache: TeacherCache | None, teacher, accelerator):
@@ -237,7 +258,7 @@ def train(model: torch.nn.Module, method, train_data, val_data=None, config: Tra
     torch.use_deterministic_algorithms(True, warn_only=True)
     teacher = _check_teacher_inputs(method, train_data, model, teacher_cache, teacher)
 
-    accelerator = make_accelerator(config.cpu, config.report_to)
+    accelerator = make_accelerator(config.cpu, config.report_to, config.compile_backend)
     distributed = accelerator.num_processes > 1
     on_cuda = accelerator.device.type == "cuda"
     steps_per_epoch = num_batches(train_data, config.batch_size)

@@ -25,21 +25,22 @@ import pandas as pd
 import torch
 from accelerate import PartialState
 
-from .data import default_data_dir, load
-from .data.encoding import EncodedDataset, ImageTextProcessor, LazyDataset
-from .data.tokenizer import build_shapes_tokenizer
-from .evaluation.probes import count_parameters, timed_throughput
-from .models.multimodal import MultimodalClassifier, build_multimodal_model
-from .training.cache import TeacherCache
-from .training.methods import make_method
-from .evaluation.predict import classification_metrics, predict
-from .training.trainer import TrainConfig, train
+from ..data import default_data_dir, load
+from ..data.encoding import EncodedDataset, ImageTextProcessor, LazyDataset
+from ..data.tokenizer import build_shapes_tokenizer
+from ..evaluation.probes import count_parameters, timed_throughput
+from ..models.multimodal import MultimodalClassifier, build_multimodal_model
+from ..training.cache import TeacherCache
+from ..training.methods import make_method
+from ..evaluation.predict import classification_metrics, predict
+from ..training.trainer import TrainConfig, train
 
 BINARY_PRIMARY = "auroc"
 
 
 STUDENT_FIELDS = ("student_preset", "student_overrides", "student_lr", "student_batch_size", "student_max_steps",
-                  "student_eval_every", "student_patience", "student_min_epochs", "n_labelled", "report_to")
+                  "student_eval_every", "student_patience", "student_min_epochs", "n_labelled", "report_to",
+                  "compile_backend")
 
 
 @dataclasses.dataclass
@@ -93,6 +94,7 @@ class ExperimentConfig:
     teacher_pretrained: str | None = None
     student_init_layers: list | None = None
     report_to: str | None = None  # "tensorboard": every run also logs live under data/runs (CSV logs either way)
+    compile_backend: str | None = None  # students: torch.compile through Accelerate (e.g. "inductor", for GPUs)
 
     def key(self) -> str:
         """Hash of the fields that define the teacher (data, sizes, teacher training)."""
@@ -185,7 +187,7 @@ def prepare_data(config: ExperimentConfig) -> ExperimentData:
     if config.tokenizer is None:
         tokenizer = build_shapes_tokenizer()
     else:
-        from .hub import load_tokenizer
+        from ..hub import load_tokenizer
 
         tokenizer = load_tokenizer(config.tokenizer)
     processor = ImageTextProcessor(tokenizer, image_size=config.image_size, max_length=config.max_text_length)
@@ -225,7 +227,7 @@ def get_teacher(config: ExperimentConfig, data: ExperimentData, retrain: bool = 
         info = json.loads((folder / "run.json").read_text())
         return MultimodalClassifier.load(folder / "checkpoint"), info
     if config.teacher_pretrained:
-        from .models.multimodal import from_pretrained_vilt
+        from ..models.multimodal import from_pretrained_vilt
 
         torch.manual_seed(config.teacher_seed)  # the new classifier head
         teacher = from_pretrained_vilt(config.teacher_pretrained, num_labels=data.num_labels)
@@ -286,7 +288,8 @@ def student_train_config(config: ExperimentConfig, seed: int, n_rows: int, progr
     return TrainConfig(epochs=10**6, max_steps=config.student_max_steps, eval_every=config.student_eval_every,
                        patience=config.student_patience, min_steps=min_steps, batch_size=batch_size,
                        lr=config.student_lr, seed=seed, checkpoint_rule=config.checkpoint_rule,
-                       schedule=config.schedule, progress=progress, report_to=config.report_to)
+                       schedule=config.schedule, progress=progress, report_to=config.report_to,
+                       compile_backend=config.compile_backend)
 
 
 def run_student(method_name: str, seed: int, config: ExperimentConfig, data: ExperimentData,
@@ -305,7 +308,7 @@ def run_student(method_name: str, seed: int, config: ExperimentConfig, data: Exp
         raise ValueError(f"method {method_name!r} has no teacher term: on the transfer set it would only see "
                          f"the labelled rows; train it with student_data='labelled'")
     if config.student_init_layers:
-        from .models.multimodal import student_from_teacher
+        from ..models.multimodal import student_from_teacher
 
         teacher, _ = get_teacher(config, data, progress=False)
         torch.manual_seed(seed)

@@ -27,16 +27,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .data.digits import ImageSplits
-from .evaluation.probes import count_parameters, extract_features, linear_probe_accuracy
-from .evaluation.stats import difference_ci, mean_ci
-from .losses.data2vec import Data2VecDistillationLoss, Data2VecLossConfig
-from .models.vision import TinyVisionSizes, hidden_states
-from .training.feature_kd import (
+from ..data.digits import ImageSplits
+from ..evaluation.probes import count_parameters, extract_features, linear_probe_accuracy
+from ..evaluation.stats import difference_ci, mean_ci
+from ..losses.data2vec import Data2VecDistillationLoss, Data2VecLossConfig
+from ..models.vision import TinyVisionSizes, hidden_states
+from ..training.feature_kd import (
     EarlyStopping, FeatureClassifier, cache_teacher_targets, default_config, seed_everything, train_classifier,
     train_feature_kd,
 )
-from .training.trainer import TrainConfig
+from ..training.trainer import TrainConfig
 
 TASK = "digits"
 ALL_LABELS = -1  # labels_per_class value meaning "every training label"

@@ -13,8 +13,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from tqdm.auto import tqdm
 
-from . import plots
-from .experiments import ExperimentConfig, prepare_data, run_student
+from .. import plots
+from .multimodal import ExperimentConfig, prepare_data, run_student
 
 VIEW_LABELS = {"joint": "text + image", "text": "text only", "image": "image only"}
 

@@ -1,0 +1,16 @@
+"""The protocols, one module each; the multimodal one (notebooks 02-06, ``run.py``) is re-exported here.
+
+* :mod:`.multimodal`: ``ExperimentConfig`` and its presets, ``setup(config)`` (data, teacher, teacher cache),
+  ``build_model``, ``run_student`` (one student → one row);
+* :mod:`.vision`: notebook 01's label efficiency of feature KD (k labels per class, linear probe);
+* :mod:`.knobs`: notebook 00's measurement of the benchmark's modality-reliance knobs.
+"""
+from .multimodal import (PRESETS, STUDENT_DATA, TASK_TEACHER_SETTINGS, Experiment, ExperimentConfig, ExperimentData,
+                         add_throughput, build_model, checkpoint_dir, get_teacher, get_teacher_cache,
+                         inference_throughput, prepare_data, run_student, runs_dir, setup, slug, split_metrics,
+                         student_train_config, teacher_row, trained_models)
+
+__all__ = ["PRESETS", "STUDENT_DATA", "TASK_TEACHER_SETTINGS", "Experiment", "ExperimentConfig", "ExperimentData",
+           "add_throughput", "build_model", "checkpoint_dir", "get_teacher", "get_teacher_cache",
+           "inference_throughput", "prepare_data", "run_student", "runs_dir", "setup", "slug", "split_metrics",
+           "student_train_config", "teacher_row", "trained_models"]
