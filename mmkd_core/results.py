@@ -139,12 +139,13 @@ def side_by_side(runs: pd.DataFrame) -> pd.DataFrame:
             for metric in ("test/accuracy", "validation/accuracy", "test/auroc"):
                 if metric in per_task and per_task[metric].notna().any():
                     line[f"{task} {metric.replace('/accuracy', '').replace('/', ' ')}"] = format_mean_ci(per_task[metric])
-        line["params"] = int(group["params"].iloc[0])
+        sizes = sorted(int(p) for p in group["params"].dropna().unique())
+        line["params"] = sizes[0] if len(sizes) == 1 else " / ".join(str(p) for p in sizes)  # e.g. two teachers
         line["train s"] = round(float(group["train_seconds"].mean()), 1)
         if "epochs" in group:
             line["epochs"] = round(float(group["epochs"].mean()), 1)
         lines.append(line)
-    return pd.DataFrame(lines)
+    return pd.DataFrame(lines).fillna("—")  # "—": the method was not run on that task
 
 
 # The claims each notebook's protocol is built to resolve: (method, baseline, label or None).

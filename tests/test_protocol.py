@@ -40,3 +40,16 @@ def test_table1_has_one_column_per_task_and_split():
     assert list(table.index) == ["CE (no teacher)", "Gram"]  # the collection's method order
     assert {"ve test", "ve validation", "memes test"} <= set(table.columns)
     assert table.loc["Gram", "seeds per task"] == 3
+
+
+def test_tables_mark_a_method_not_run_on_a_task_and_keep_each_teachers_size():
+    rows = [{"task": t, "method": m, "seed": s, "test/accuracy": 0.6, "validation/accuracy": 0.6, "params": p,
+             "train_seconds": 1.0, "epochs": 2.0}
+            for t, m, p in (("ve", "teacher", 100), ("ve-pretrained", "teacher", 300), ("ve", "CE (no teacher)", 10),
+                            ("ve", "CE×3 + KD (no Gram)", 10), ("memes", "CE (no teacher)", 10))
+            for s in range(2)]
+    runs = pd.DataFrame(rows)
+    wide = results.side_by_side(runs).set_index("method")
+    assert wide.loc["CE×3 + KD (no Gram)", "memes test"] == "—"  # not run there: a dash, not NaN
+    assert wide.loc["teacher", "params"] == "100 / 300"  # two teachers, both sizes shown
+    assert results.table1(runs).loc["CE×3 + KD (no Gram)", "memes test"] == "—"
