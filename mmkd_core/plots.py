@@ -338,6 +338,10 @@ def gram_over_training(teacher_gram, snapshots: list, best_step: int | None = No
         kept = " (kept)" if best_step is not None and step == best_step else ""
         _heatmap(axes[0][k], gram, 0.0, top, "viridis", f"student G, step {step}{kept}")
         d_image = _heatmap(axes[1][k], diff, 0.0, worst, "Reds", f"|G_t − G_s|, step {step}")
+        # rows share the view labels of their first panel: repeated tick labels would run into the panel on the left
+        axes[0][k].tick_params(labelleft=False)
+        if k > 1:
+            axes[1][k].tick_params(labelleft=False)
     fig.tight_layout()
     shared_colorbar(fig, list(axes[0]), g_image, "G entry")
     if differences:
