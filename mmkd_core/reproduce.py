@@ -169,7 +169,8 @@ def _run(args: argparse.Namespace) -> int:
         plan = [e for e in plan if prefix_of(Path(e["path"]).name) in args.only]
     reports = Path(args.reports or plan_reports(Path(args.config)) or REPO / "reports")
     (reports / "executed").mkdir(parents=True, exist_ok=True)
-    if reports.resolve() != (REPO / "reports").resolve():  # another profile: its own folder, never reports/
+    main_reports = reports.resolve() == (REPO / "reports").resolve()
+    if not main_reports:  # another profile: its own folder, never reports/
         for entry in plan:
             entry["parameters"].setdefault("reports_dir", str(reports.resolve()))
     timings: dict[str, float] = {}
@@ -207,7 +208,7 @@ def _run(args: argparse.Namespace) -> int:
         timings_path.write_text("notebook,seconds\n" + "".join(f"{k},{v:.1f}\n" for k, v in sorted(timings.items())))
     all_notebooks = [e["path"] for e in load_plan(Path(args.config))]
     index = write_index(reports, all_notebooks, dict(sorted(timings.items())))
-    if reports.resolve() == (REPO / "reports").resolve() and update_readme(REPO / "README.md", reports):
+    if main_reports and update_readme(REPO / "README.md", reports):
         print("README results section updated from reports/tables/05_all_methods.md")
     print(f"reports indexed in {index}; total {sum(timings.values()):.0f} s")
     return 0

@@ -40,8 +40,8 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 # The source that decides what a student run computes. Reports, plots, drivers and modules no student run
 # imports (vision, pretrained towers, notebook 01's loops) are left out on purpose: editing them must not
 # invalidate every cached run. The teacher enters the key through its weights' fingerprint.
-TRAINING_SOURCES = ("data/__init__.py", "data/registry.py", "data/shapes.py", "data/real.py", "data/options.py", "data/encoding.py",
-                    "data/batches.py", "data/tokenizer.py", "evaluation/predict.py", "losses/ce.py", "losses/kd.py",
+TRAINING_SOURCES = ("data/__init__.py", "data/registry.py", "data/shapes.py", "data/real.py", "data/options.py",
+                    "data/encoding.py", "data/batches.py", "data/tokenizer.py", "evaluation/predict.py", "losses/ce.py", "losses/kd.py",
                     "losses/msd.py", "losses/gram.py", "models/multimodal.py", "training/trainer.py",
                     "training/methods.py", "training/cache.py", "training/tracking.py", "weighting", "views.py",
                     "experiments/multimodal.py", "runs.py")

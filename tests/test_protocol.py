@@ -53,3 +53,12 @@ def test_tables_mark_a_method_not_run_on_a_task_and_keep_each_teachers_size():
     assert wide.loc["CE×3 + KD (no Gram)", "memes test"] == "—"  # not run there: a dash, not NaN
     assert wide.loc["teacher", "params"] == "100 / 300"  # two teachers, both sizes shown
     assert results.table1(runs).loc["CE×3 + KD (no Gram)", "memes test"] == "—"
+
+
+def test_student_floor_counts_passes_over_the_students_own_rows():
+    from mmkd_core.experiments import student_train_config
+
+    config = ExperimentConfig.preset("embedded", "ve")  # batch 128, 17 passes
+    assert student_train_config(config, 0, range(300)).min_steps == 17 * 3  # 300 labelled rows: 3 batches a pass
+    assert student_train_config(config, 0, range(6000)).min_steps == 17 * 47  # the transfer set: 47 batches
+    assert student_train_config(ExperimentConfig.preset("fast", "ve"), 0, range(6000)).min_steps == 0

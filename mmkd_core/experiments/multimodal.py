@@ -26,6 +26,7 @@ import torch
 from accelerate import PartialState
 
 from ..data import default_data_dir, load
+from ..data.batches import num_batches
 from ..data.encoding import EncodedDataset, ImageTextProcessor, LazyDataset
 from ..data.tokenizer import build_shapes_tokenizer
 from ..evaluation.probes import count_parameters, timed_throughput
@@ -281,10 +282,11 @@ def split_metrics(model, data: ExperimentData, views: Iterable[str] = ("joint",)
     return metrics
 
 
-def student_train_config(config: ExperimentConfig, seed: int, n_rows: int, progress: bool = False) -> TrainConfig:
-    """The trainer's settings for a student of ``n_rows`` training rows (``student_min_epochs`` is counted on them)."""
+def student_train_config(config: ExperimentConfig, seed: int, rows, progress: bool = False) -> TrainConfig:
+    """The trainer's settings for a student of the training ``rows`` (``student_min_epochs`` is counted in passes
+    over them, with the trainer's own batches-per-pass)."""
     batch_size = config.student_batch_size or config.batch_size
-    min_steps = math.ceil(config.student_min_epochs * math.ceil(n_rows / batch_size))
+    min_steps = math.ceil(config.student_min_epochs * num_batches(rows, batch_size))
     return TrainConfig(epochs=10**6, max_steps=config.student_max_steps, eval_every=config.student_eval_every,
                        patience=config.student_patience, min_steps=min_steps, batch_size=batch_size,
                        lr=config.student_lr, seed=seed, checkpoint_rule=config.checkpoint_rule,
@@ -315,7 +317,7 @@ def run_student(method_name: str, seed: int, config: ExperimentConfig, data: Exp
         student = student_from_teacher(teacher, config.student_init_layers)
     else:
         student = build_model(config, data, "student", seed)
-    result = train(student, method, rows, data.validation, student_train_config(config, seed, len(rows), progress),
+    result = train(student, method, rows, data.validation, student_train_config(config, seed, rows, progress),
                    teacher_cache=teacher_cache if method.needs_teacher else None,
                    meta_data=data.validation, run_dir=run_dir, description=label or method_name,
                    on_evaluate=on_evaluate)

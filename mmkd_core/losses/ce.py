@@ -25,7 +25,7 @@ def labelled_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, reduction
     ``reduction="labelled"``: :math:`\frac{1}{|L|}\sum_{b\in L}`, the mean over the labelled rows only. With 300
     labelled rows in a 6,000-row transfer set a batch of 128 holds about 6 of them, so this reading weighs the
     cross-entropy of those 6 rows like the teacher term of all 128 (about 20× the batch reading). Measured: it
-    kept the KD student on the text-prior plateau of ``nlvr`` and 2–3 of 5 Gram seeds on the ``memes`` plateau.
+    kept the KD student on the text-prior plateau of ``nlvr`` and 3 of 5 Gram seeds on the ``memes`` plateau.
 
     The two agree when every row is labelled. A batch without any labelled row gives an exact zero that still
     belongs to the autograd graph (``F.cross_entropy`` would return NaN there).
