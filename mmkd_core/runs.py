@@ -35,6 +35,7 @@ from .experiments import ExperimentConfig, ExperimentData, run_student, slug
 from .models.multimodal import MultimodalClassifier
 from .training.cache import TeacherCache
 from .training.methods import make_method
+from .training.trainer import resolve_precision, uses_cpu
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 # The source that decides what a student run computes. Reports, plots, drivers and modules no student run
@@ -97,7 +98,10 @@ class RunSpec:
 def run_key(spec: RunSpec, config: ExperimentConfig, teacher_cache: TeacherCache | None,
             eval_views: Iterable[str] = ("joint",)) -> str:
     method = make_method(spec.method, **spec.kwargs)  # normalised: defaults filled in, bad kwargs rejected here
-    fields = {"config": dataclasses.asdict(config), "method": method.describe(), "seed": spec.seed,
+    # "native" precision means bf16 on one machine and float32 on another: key the run on what it resolves to
+    settings = dataclasses.asdict(config)
+    settings["student_precision"] = resolve_precision(config.student_precision, uses_cpu())
+    fields = {"config": settings, "method": method.describe(), "seed": spec.seed,
               "data": spec.data, "eval_views": list(eval_views), "source": source_hash(),
               "teacher": teacher_cache.teacher_key if (teacher_cache is not None and method.needs_teacher) else None}
     return hashlib.sha1(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:20]
@@ -256,6 +260,11 @@ def _prepare_teacher(fields: dict) -> str:
     torch.set_num_threads(1)
     preset = fields.pop("preset", "embedded")
     task = fields.pop("task", "ve")
+    two_tower = fields.pop("two_tower", None)
+    if two_tower is not None:  # notebook 06's pretrained teacher: features, head and sweep fits, all cached
+        from .experiments import pretrained_teacher
+
+        return pretrained_teacher.prepare(ExperimentConfig.preset(preset, task, **fields), **two_tower)
     experiment = setup(ExperimentConfig.preset(preset, task, **fields), progress=False)
     info = experiment.teacher_info
     return (f"{preset}/{task} {fields or ''}: teacher kept epoch {info['best_epoch']} of {info['trained_epochs']}, "
@@ -267,7 +276,9 @@ def prepare_teachers(entries: list[dict], workers: int | None = None) -> list[st
 
     ``entries``: ``{"preset": ..., "task": ..., **ExperimentConfig fields}``, built exactly as the notebooks
     build theirs (:meth:`ExperimentConfig.preset`), so the notebooks then load these teachers from
-    ``data/checkpoints`` instead of training them one after another.
+    ``data/checkpoints`` instead of training them one after another. An entry with ``two_tower: {input_size,
+    label_counts}`` prepares notebook 06's pretrained two-tower teacher instead
+    (:func:`mmkd_core.experiments.pretrained_teacher.prepare`).
     """
     workers = min(default_workers() if workers is None else workers, len(entries)) or 1
     if workers == 1:

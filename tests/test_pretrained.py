@@ -131,9 +131,9 @@ def test_head_views_and_null_embedding():
     torch.testing.assert_close(per_sample[2], out.logits["image"][2])
 
 
-def test_fusion_head_beats_chance_and_feeds_the_trainer_cache(tiny_rows, tiny_features, processor):
+def test_fusion_head_beats_chance_and_feeds_the_trainer_cache(root, tiny_rows, tiny_features, processor):
     train, validation = tiny_features["train"], tiny_features["validation"]
-    fit = two_tower.fit_two_tower_teacher(train, validation, num_labels=3, epochs=15, seed=0)
+    fit = two_tower.fit_two_tower_teacher(train, validation, num_labels=3, epochs=15, seed=0, root=root)
     assert set(fit.candidates) == set(two_tower.FUSIONS) and fit.fusion in two_tower.FUSIONS
     assert fit.validation_accuracy >= 0.45  # 3 balanced classes: chance is 1/3
     cache = two_tower.teacher_cache(fit.head, train)
@@ -145,10 +145,31 @@ def test_fusion_head_beats_chance_and_feeds_the_trainer_cache(tiny_rows, tiny_fe
     torch.testing.assert_close(looked_up["joint"], fit.head.predict(train).logits["joint"][batch["index"]])
 
 
-def test_accuracy_vs_labels_table(tiny_features):
+def test_fitted_head_is_cached_and_reloaded(root, tiny_features, monkeypatch):
+    train, validation = tiny_features["train"].head(120), tiny_features["validation"]
+    first = two_tower.fit_two_tower_teacher(train, validation, num_labels=3, fusions=("concat",), epochs=2, seed=0,
+                                            root=root)
+    monkeypatch.setattr(two_tower, "train_fusion_head", lambda *a, **k: pytest.fail("a cache hit trained a head"))
+    again = two_tower.fit_two_tower_teacher(train, validation, num_labels=3, fusions=("concat",), epochs=2, seed=0,
+                                            root=root)
+    assert (again.fusion, again.best_epoch, again.history, again.candidates) == \
+        (first.fusion, first.best_epoch, first.history, first.candidates)
+    torch.testing.assert_close(again.head.predict(validation).logits["joint"],
+                               first.head.predict(validation).logits["joint"], rtol=0, atol=0)
+    # another seed, other rows or other settings: not this head
+    for changes in ({"seed": 1}, {"epochs": 3}):
+        with pytest.raises(pytest.fail.Exception, match="trained a head"):
+            two_tower.fit_two_tower_teacher(train, validation, num_labels=3, fusions=("concat",),
+                                            **{"epochs": 2, "seed": 0, "root": root, **changes})
+    with pytest.raises(pytest.fail.Exception, match="trained a head"):
+        two_tower.fit_two_tower_teacher(tiny_features["train"].head(100), validation, num_labels=3,
+                                        fusions=("concat",), epochs=2, seed=0, root=root)
+
+
+def test_accuracy_vs_labels_table(root, tiny_features):
     frame = two_tower.head_accuracy_vs_labels(tiny_features["train"], tiny_features["validation"],
                                               tiny_features["validation"], num_labels=3, label_counts=(60, 240),
-                                              fusions=("concat",), epochs=2)
+                                              fusions=("concat",), epochs=2, root=root)
     assert list(frame["n_labels"]) == [60, 240]
     for column in ("validation/accuracy", "test/accuracy", "test/text/accuracy", "test/image/accuracy"):
         assert frame[column].between(0, 1).all()
@@ -186,3 +207,25 @@ def test_a_repo_student_distils_from_the_two_tower_cache(root, tiny_features):
     for method in ("kd", "msd", "gram"):  # joint logits; text / image logits too
         row = run_student(method, 0, config, data, cache)
         assert 0.0 <= row["validation/accuracy"] <= 1.0
+
+
+def test_reproduce_prepares_notebook_06s_teacher_once(tmp_path, monkeypatch):
+    """The teachers phase of ``make reproduce`` builds the features, the head and the sweep fits that notebook 06
+    then reads from the cache: a second preparation trains nothing and runs no tower."""
+    from mmkd_core.experiments import ExperimentConfig, pretrained_teacher
+    from mmkd_core.runs import prepare_teachers
+
+    monkeypatch.setenv("MMKD_DATA_DIR", str(tmp_path / "data"))
+    entry = {"preset": "fast", "task": "ve", "dataset_options": {"n_train": 60, "n_validation": 30, "n_test": 20},
+             "two_tower": {"input_size": TEST_INPUT_SIZE, "label_counts": [30, 60]}}
+    first = prepare_teachers([entry], workers=1)
+    assert "features computed" in first[0]
+    monkeypatch.setattr(two_tower, "load_towers", lambda *a, **k: pytest.fail("a cache hit loaded the towers"))
+    monkeypatch.setattr(two_tower, "train_fusion_head", lambda *a, **k: pytest.fail("a cache hit trained a head"))
+    again = prepare_teachers([entry], workers=1)
+    assert "features cached" in again[0]
+    config = ExperimentConfig.preset("fast", "ve", dataset_options=entry["dataset_options"])
+    features = pretrained_teacher.split_features(config, TEST_INPUT_SIZE)  # what notebook 06 calls: all hits
+    sweep = pretrained_teacher.pretraining_sweep(features, 3, [30, 60])
+    assert list(sweep["n_labels"]) == [30, 60]
+    assert pretrained_teacher.fit_teacher(features, 3).fusion in two_tower.FUSIONS

@@ -4,6 +4,7 @@ import torch
 
 from mmkd_core import runs
 from mmkd_core.experiments import ExperimentConfig, get_teacher, get_teacher_cache, prepare_data
+from mmkd_core.training.trainer import resolve_precision, uses_cpu
 
 TINY_MODEL = {"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64}
 
@@ -47,6 +48,14 @@ def test_any_change_to_the_key_trains_anew(experiment):
                runs.run_key(runs.RunSpec("KD", "kd", 0, {"temperature": 2.0}, "transfer"),
                             config.replace(student_lr=1e-3), cache)]
     assert len({base, *changed}) == 5
+    # "native" precision is keyed on what it resolves to on this machine, so it matches the explicit value
+    spec = runs.RunSpec("KD", "kd", 0, {"temperature": 2.0}, "transfer")
+    resolved = resolve_precision("native", uses_cpu())
+    other = "fp32" if resolved == "bf16" else "bf16"
+    assert runs.run_key(spec, config.replace(student_precision="native"), cache) == \
+        runs.run_key(spec, config.replace(student_precision=resolved), cache)
+    assert runs.run_key(spec, config.replace(student_precision=other), cache) != \
+        runs.run_key(spec, config.replace(student_precision="native"), cache)
     # the label is a name, not part of what is trained; default arguments normalise away
     assert runs.run_key(runs.RunSpec("other name", "kd", 0, {"temperature": 2.0, "alpha": 0.5}, "transfer"),
                         config, cache) == base

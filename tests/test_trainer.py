@@ -99,6 +99,44 @@ def test_bad_train_config_values_name_the_setting():
         TrainConfig(warmup_ratio=1.0)
     with pytest.raises(ValueError, match="compile_backend.*inductor"):
         TrainConfig(compile_backend="turbo")
+    with pytest.raises(ValueError, match="precision.*'native'.*'fp32'"):
+        TrainConfig(precision="fp16")
+
+
+def test_precision_resolves_per_device(monkeypatch):
+    from mmkd_core.training import trainer
+
+    assert trainer.resolve_precision("default", on_cpu=True) == "fp32"
+    assert trainer.resolve_precision("default", on_cpu=False) == "bf16"
+    assert trainer.resolve_precision("fp32", on_cpu=False) == "fp32"
+    assert trainer.resolve_precision("bf16", on_cpu=True) == "bf16"
+    for native, expected in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(trainer, "cpu_computes_bf16", lambda: native)
+        assert trainer.resolve_precision("native", on_cpu=True) == expected
+        assert trainer.resolve_precision("native", on_cpu=False) == "bf16"
+
+
+def test_bf16_student_on_the_cpu_trains_close_to_float32(tokenizer, tiny_data):
+    """precision="bf16" autocasts the forward pass on the CPU too (teachers and students share one process, so
+    the trainer autocasts itself rather than through Accelerate's once-per-process setting): the losses differ
+    from float32 by bf16 rounding only, the result records the precision, and float32 runs are unchanged."""
+    runs = {p: train(_model(tokenizer), make_method("ce"), tiny_data["train"], None,
+                     TrainConfig(**CONFIG, seed=3, precision=p)) for p in ("fp32", "bf16", "default")}
+    assert (runs["fp32"].precision, runs["bf16"].precision, runs["default"].precision) == ("fp32", "bf16", "fp32")
+    pd.testing.assert_series_equal(runs["fp32"].steps["ce"], runs["default"].steps["ce"])
+    fp32, bf16 = runs["fp32"].steps["ce"], runs["bf16"].steps["ce"]
+    assert not fp32.equals(bf16)  # it really computed in bf16
+    assert (fp32 - bf16).abs().max() < 0.05 * fp32.abs().max()
+
+
+def test_gram_matrix_stays_float32_under_autocast():
+    from mmkd_core.losses.gram import modality_gram
+
+    outputs = torch.randn(4, 3, 5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        gram = modality_gram(outputs)
+    assert gram.dtype == torch.float32
+    torch.testing.assert_close(gram, outputs @ outputs.transpose(-1, -2))
 
 
 def test_compiled_student_trains_like_the_eager_one(tokenizer, tiny_data):

@@ -3,7 +3,9 @@
 * :mod:`.multimodal`: ``ExperimentConfig`` and its presets, ``setup(config)`` (data, teacher, teacher cache),
   ``build_model``, ``run_student`` (one student → one row);
 * :mod:`.vision`: notebook 01's label efficiency of feature KD (k labels per class, linear probe);
-* :mod:`.knobs`: notebook 00's measurement of the benchmark's modality-reliance knobs.
+* :mod:`.knobs`: notebook 00's measurement of the benchmark's modality-reliance knobs;
+* :mod:`.pretrained_teacher`: notebook 06's two-tower teacher (tower features, fusion head, pretraining sweep),
+  each step cached so that ``make reproduce`` prepares it with the other teachers.
 """
 from .multimodal import (PRESETS, STUDENT_DATA, TASK_TEACHER_SETTINGS, Experiment, ExperimentConfig, ExperimentData,
                          add_throughput, build_model, checkpoint_dir, get_teacher, get_teacher_cache,

@@ -45,10 +45,12 @@ def modality_gram(outputs: torch.Tensor) -> torch.Tensor:
     Args:
         outputs: ``[B, M, C]`` (one row per modality view).
     Returns:
-        ``[B, M, M]``, exactly ``outputs @ outputs.transpose(-1, -2)``.
+        ``[B, M, M]``, exactly ``outputs @ outputs.transpose(-1, -2)``, in ``outputs``' dtype even under
+        autocast (a student trained in bf16 still gets its Gram loss in float32).
     """
     _check_outputs(outputs, "outputs")
-    return outputs @ outputs.transpose(-1, -2)
+    with torch.autocast(outputs.device.type, enabled=False):
+        return outputs @ outputs.transpose(-1, -2)
 
 
 def gram_relation_loss(student_outputs: torch.Tensor, teacher_outputs: torch.Tensor,

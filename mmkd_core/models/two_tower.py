@@ -119,7 +119,7 @@ def _features_path(root, towers_key: str, data_key: str, input_size: int, grid: 
 
 
 def tower_features(rows, input_size: int = 128, grid: int = 2, root: str | Path | None = None,
-                   batch_size: int = 64, cache: bool = True, towers: tuple | None = None) -> TowerFeatures:
+                   batch_size: int = 64, cache: bool = True, towers=None) -> TowerFeatures:
     """Text and image features of the frozen pretrained towers for every row of ``rows``.
 
     ``rows``: a ``datasets.Dataset`` with ``image`` (PIL), ``text`` and ``label`` columns (e.g.
@@ -130,7 +130,8 @@ def tower_features(rows, input_size: int = 128, grid: int = 2, root: str | Path 
     Cached as safetensors under ``<data>/pretrained/features/``, keyed by the towers' weights (SHA-1 of the
     packaged files), the rows (their fingerprint), ``input_size``, ``grid`` and a format version. A hit loads
     no tower at all. ``towers``: ``(image_model, text_model, tokenizer)`` already loaded (by
-    :func:`load_towers`), to share them across splits; None loads them on a miss.
+    :func:`load_towers`), to share them across splits, or a function returning them (called on a miss only);
+    None loads them on a miss.
     """
     from safetensors import safe_open
     from safetensors.torch import save_file
@@ -147,6 +148,8 @@ def tower_features(rows, input_size: int = 128, grid: int = 2, root: str | Path 
             tensors = {name: handle.get_tensor(name) for name in handle.keys()}
         return TowerFeatures(tensors["text"], tensors["image"].float(), tensors["labels"], data_key, towers_key,
                              seconds=float(meta["seconds"]), from_cache=True)
+    if callable(towers):  # a loader, called only on a miss (shares the towers across splits, loads none on hits)
+        towers = towers()
     image_model, text_model, tokenizer = towers if towers is not None else load_towers(root)
     first = rows[0]["image"]
     processor = ImageTextProcessor(tokenizer=None, image_size=first.size[0],
@@ -322,17 +325,72 @@ def train_fusion_head(train: TowerFeatures, validation: TowerFeatures, num_label
     return FusionFit(head, fusion, best_epoch, best_accuracy, history, time.perf_counter() - start)
 
 
+FIT_VERSION = 1  # bump when train_fusion_head changes, so old cached heads are not reused
+
+
 def fit_two_tower_teacher(train: TowerFeatures, validation: TowerFeatures, num_labels: int,
-                          fusions: Iterable[str] = FUSIONS, seed: int = 0, **train_options) -> FusionFit:
+                          fusions: Iterable[str] = FUSIONS, seed: int = 0, cache: bool = True,
+                          root: str | Path | None = None, **train_options) -> FusionFit:
     """Train one head per fusion in ``fusions`` and return the one with the best validation accuracy.
 
     ``candidates`` of the result holds every fusion's best validation accuracy (what the choice read).
+    The teacher is trained once: with ``cache``, the chosen head (a plain ``state_dict`` as safetensors plus
+    a JSON of its config and fit record) is kept under ``<data>/pretrained/heads/``, keyed by both splits'
+    data keys, the towers' weights, ``num_labels``, ``fusions``, ``seed``, ``train_options`` and a version,
+    so notebook 06's pretraining sweep reuses the full-pool fit and ``make reproduce`` trains it once.
     """
+    fusions = tuple(fusions)
+    folder = _fit_folder(root, train, validation, num_labels, fusions, seed, train_options)
+    if cache:
+        cached = _load_fit(folder)
+        if cached is not None:
+            return cached
     fits = {fusion: train_fusion_head(train, validation, num_labels, fusion=fusion, seed=seed, **train_options)
             for fusion in fusions}
     best = max(fits.values(), key=lambda fit: fit.validation_accuracy)
     best.candidates = {fusion: fit.validation_accuracy for fusion, fit in fits.items()}
+    if cache:
+        _save_fit(best, folder)
     return best
+
+
+def _fit_folder(root, train: TowerFeatures, validation: TowerFeatures, num_labels: int, fusions: tuple,
+                seed: int, train_options: dict) -> Path:
+    fields = [FIT_VERSION, train.towers_key, train.data_key, validation.data_key, num_labels, list(fusions), seed,
+              sorted(train_options.items())]
+    key = hashlib.sha1(json.dumps(fields, default=str).encode()).hexdigest()[:16]
+    return pretrained.pretrained_dir(root) / "heads" / f"head-{key}"
+
+
+def _save_fit(fit: FusionFit, folder: Path) -> None:
+    from safetensors.torch import save_file
+
+    tmp = folder.with_name(folder.name + ".tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in fit.head.state_dict().items()}, str(tmp / "head.safetensors"))
+    record = {"config": fit.head.config, "fusion": fit.fusion, "best_epoch": fit.best_epoch,
+              "validation_accuracy": fit.validation_accuracy, "history": fit.history,
+              "train_seconds": fit.train_seconds, "candidates": fit.candidates}
+    (tmp / "fit.json").write_text(json.dumps(record, indent=1))
+    if folder.exists():
+        import shutil
+
+        shutil.rmtree(folder)
+    tmp.rename(folder)
+
+
+def _load_fit(folder: Path) -> FusionFit | None:
+    """The cached fit in ``folder``, or None when there is none (a partial folder is never renamed into place)."""
+    if not (folder / "fit.json").is_file():
+        return None
+    from safetensors.torch import load_file
+
+    record = json.loads((folder / "fit.json").read_text())
+    head = FusionHead(**record["config"])
+    head.load_state_dict(load_file(str(folder / "head.safetensors")), strict=True)
+    head.eval()
+    return FusionFit(head, record["fusion"], record["best_epoch"], record["validation_accuracy"], record["history"],
+                     record["train_seconds"], record["candidates"])
 
 
 def teacher_key(head: FusionHead, features: TowerFeatures) -> str:
@@ -359,8 +417,8 @@ def teacher_cache(head: FusionHead, features: TowerFeatures, views: Sequence[str
 
 def head_accuracy_vs_labels(train: TowerFeatures, validation: TowerFeatures, test: TowerFeatures,
                             num_labels: int, label_counts: Iterable[int] = (300, 1000, 6000),
-                            seeds: Iterable[int] = (0,), fusions: Iterable[str] = FUSIONS,
-                            **train_options):
+                            seeds: Iterable[int] = (0,), fusions: Iterable[str] = FUSIONS, cache: bool = True,
+                            root: str | Path | None = None, **train_options):
     """Accuracy of the frozen-feature two-tower teacher against the number of labelled training rows.
 
     For each ``n`` in ``label_counts`` and each seed, the head is trained on the first ``n`` rows of
@@ -369,6 +427,7 @@ def head_accuracy_vs_labels(train: TowerFeatures, validation: TowerFeatures, tes
     (n, seed): ``n_labels``, ``seed``, ``fusion``, ``best_epoch``, ``train_seconds``,
     ``validation/accuracy``, ``test/accuracy``, ``test/text/accuracy``, ``test/image/accuracy``, and
     ``test/auroc`` for binary tasks. Plot it against a from-scratch teacher's accuracy at the same ``n``.
+    Each fit is cached as :func:`fit_two_tower_teacher` says (the full-pool point is the teacher itself).
     """
     import pandas as pd
 
@@ -378,7 +437,8 @@ def head_accuracy_vs_labels(train: TowerFeatures, validation: TowerFeatures, tes
     for n in label_counts:
         subset = train.head(min(int(n), len(train)))
         for seed in seeds:
-            fit = fit_two_tower_teacher(subset, validation, num_labels, fusions=fusions, seed=seed, **train_options)
+            fit = fit_two_tower_teacher(subset, validation, num_labels, fusions=fusions, seed=seed, cache=cache,
+                                        root=root, **train_options)
             line = {"n_labels": len(subset), "seed": seed, "fusion": fit.fusion, "best_epoch": fit.best_epoch,
                     "train_seconds": fit.train_seconds,
                     **{f"validation/{fusion} accuracy": acc for fusion, acc in fit.candidates.items()}}
