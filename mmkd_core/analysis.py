@@ -10,6 +10,7 @@ import seaborn as sns
 from .losses.gram import modality_gram, stack_views
 from .evaluation.predict import eval_mode, model_inputs, predict
 from .views import VIEWS
+from .experiments.multimodal import gram_snapshots, mean_gram  # noqa: F401  (the notebooks' names)
 
 
 def view_predictions(model, encoded, label_names) -> pd.DataFrame:
@@ -114,13 +115,6 @@ def plot_weights_vs_knobs(frames: dict[str, pd.DataFrame]):
 
 
 @torch.no_grad()
-def mean_gram(model, batch, transform: str, temperature: float) -> torch.Tensor:
-    """The modality Gram matrix G = A·Aᵀ averaged over a batch ([3, 3], rows text, image, joint)."""
-    with eval_mode(model):
-        out = model(**model_inputs(batch, next(model.parameters()).device), views=VIEWS)
-    return modality_gram(stack_views(out.logits, transform=transform, temperature=temperature)).mean(0).cpu()
-
-
 def accuracy_by(models: dict, encoded, hf_dataset, column: str = "statement_type",
                 text_only_of: str | None = None) -> pd.DataFrame:
     """Joint-view accuracy of each model per value of a metadata column (e.g. the statement type).

@@ -31,7 +31,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .data import default_data_dir
-from .experiments import ExperimentConfig, ExperimentData, run_student, slug
+from .experiments import STUDENT_DATA, ExperimentConfig, ExperimentData, run_student, slug
 from .models.multimodal import MultimodalClassifier
 from .training.cache import TeacherCache
 from .training.methods import make_method
@@ -46,7 +46,7 @@ TRAINING_SOURCES = ("data/__init__.py", "data/registry.py", "data/shapes.py", "d
                     "losses/msd.py", "losses/gram.py", "models/multimodal.py", "training/trainer.py",
                     "training/methods.py", "training/cache.py", "training/tracking.py", "weighting", "views.py",
                     "experiments/multimodal.py", "runs.py")
-LOG_FRAMES = ("step_log", "evaluation_log", "weights")
+LOG_FRAMES = ("step_log", "evaluation_log", "weights", "gram_snapshots")
 
 
 def source_hash() -> str:
@@ -222,6 +222,9 @@ def run_grid(specs: list[dict], seeds: Iterable[int], config: ExperimentConfig, 
             for i in todo:
                 finish(i, _train_one(runs[i], config, data, teacher_cache, root, eval_views, threads_per_run))
         elif todo:
+            # Longest runs first: the pool then ends on short runs instead of one worker finishing a long run
+            # alone while the others idle (results keep spec x seed order; each run is seeded on its own).
+            todo.sort(key=lambda i: -expected_cost(runs[i], data))
             context = multiprocessing.get_context("spawn")
             with concurrent.futures.ProcessPoolExecutor(
                     workers, mp_context=context, initializer=_worker_init,
@@ -233,6 +236,16 @@ def run_grid(specs: list[dict], seeds: Iterable[int], config: ExperimentConfig, 
         if run.seed != first_seed[run.label]:
             row.pop("model", None)
     return results
+
+
+def expected_cost(run: RunSpec, data: ExperimentData) -> float:
+    """A run's relative cost, for ordering a grid: training rows (the step floor and early stopping scale with
+    them) × the student's views (a three-view step costs ~1.5× a joint one) × 1.5 for meta-learned weights."""
+    method = make_method(run.method, **run.kwargs)
+    rows = len(data.student_rows(run.data)) if run.data in STUDENT_DATA else len(data.train)
+    views = 1.0 + 0.25 * (len(method.student_views) - 1)
+    meta = 1.5 if getattr(method, "weighting", None) == "meta" else 1.0
+    return rows * views * meta
 
 
 def tune_kd(config: ExperimentConfig, data: ExperimentData, teacher_cache: TeacherCache,

@@ -1,4 +1,5 @@
 """The run cache and parallel grid: hits, misses after a change, damaged entries, workers = serial."""
+import pandas as pd
 import pytest
 import torch
 
@@ -95,3 +96,42 @@ def test_a_failing_worker_names_its_run(experiment):
     with pytest.raises(RuntimeError, match="broken MSD"):
         runs.run_grid(bad, [0, 1], config, data.__class__(**{**data.__dict__, "validation": None}), cache,
                       workers=2, use_cache=False)
+
+
+def test_grid_submits_the_longest_runs_first(experiment):
+    """The pool ends on short runs: three-view and meta-weighted transfer runs go before joint ones, and runs on
+    the few labelled rows last (what ``run_grid`` sorts its uncached runs by)."""
+    config, data, cache = experiment
+    cost = {name: runs.expected_cost(runs.RunSpec(name, method, 0, kwargs, rows), data)
+            for name, method, kwargs, rows in [
+                ("meta", "msd", {"weighting": "meta", "temperature": 2.0}, "transfer"),
+                ("gram", "gram", {"temperature": 2.0}, "transfer"),
+                ("kd", "kd", {"temperature": 2.0}, "transfer"),
+                ("kd labelled", "kd", {"temperature": 2.0}, "labelled"),
+                ("ce", "ce", {}, "labelled")]}
+    assert cost["meta"] > cost["gram"] > cost["kd"] > cost["kd labelled"] == cost["ce"]
+
+
+def test_gram_runs_record_their_g_without_changing_training(experiment, monkeypatch):
+    """Figure 2 reads G from the Table 1 run itself: a Gram run records the mean G of the first validation rows
+    at every validation (kept through the run cache), and recording leaves the training bit-identical."""
+    from mmkd_core.experiments import multimodal
+
+    config, data, cache = experiment
+    spec = [{"label": "Gram", "method": "gram", "kwargs": {"temperature": 2.0}, "data": "transfer"}]
+    recorded = runs.run_grid(spec, [0], config, data, cache, workers=1)[0]
+    snapshots = multimodal.gram_snapshots(recorded)
+    assert [step for step, _ in snapshots] == list(recorded["evaluation_log"]["step"])
+    assert all(g.shape == (3, 3) and abs(g - g.T).max() < 1e-6 for _, g in snapshots)  # G = A·Aᵀ is symmetric
+    again = runs.run_grid(spec, [0], config, data, cache, workers=1)[0]  # from the cache
+    assert again["cached"]
+    pd.testing.assert_frame_equal(again["gram_snapshots"], recorded["gram_snapshots"], check_dtype=False)
+    monkeypatch.setattr(multimodal.GramRecorder, "for_method", classmethod(lambda cls, *a, **k: None))
+    plain = multimodal.run_student("gram", 0, config, data, cache, method_kwargs={"temperature": 2.0},
+                                   student_data="transfer")
+    assert "gram_snapshots" not in plain
+    pd.testing.assert_frame_equal(plain["step_log"], recorded["step_log"], check_dtype=False)
+    kd = runs.run_grid(SPECS[1:], [0], config, data, cache, workers=1)[0]
+    assert "gram_snapshots" not in kd
+    with pytest.raises(ValueError, match="no gram_snapshots"):
+        multimodal.gram_snapshots(kd)

@@ -33,7 +33,10 @@ from ..evaluation.probes import count_parameters, timed_throughput
 from ..models.multimodal import MultimodalClassifier, build_multimodal_model
 from ..training.cache import TeacherCache
 from ..training.methods import make_method
-from ..evaluation.predict import classification_metrics, predict
+from ..evaluation.predict import classification_metrics, eval_mode, model_inputs, predict
+from ..losses.gram import modality_gram, stack_views
+from ..data.batches import first_rows
+from ..views import VIEWS
 from ..training.trainer import TrainConfig, train
 
 BINARY_PRIMARY = "auroc"
@@ -322,10 +325,11 @@ def run_student(method_name: str, seed: int, config: ExperimentConfig, data: Exp
         student = student_from_teacher(teacher, config.student_init_layers)
     else:
         student = build_model(config, data, "student", seed)
+    record = GramRecorder.for_method(method, data.validation, on_evaluate)
     result = train(student, method, rows, data.validation, student_train_config(config, seed, rows, progress),
                    teacher_cache=teacher_cache if method.needs_teacher else None,
                    meta_data=data.validation, run_dir=run_dir, description=label or method_name,
-                   on_evaluate=on_evaluate)
+                   on_evaluate=record or on_evaluate)
     row = {"method": label or method_name, "seed": seed, "data": student_data,
            **split_metrics(result.model, data, eval_views),
            "params": count_parameters(result.model), "train_seconds": result.train_seconds,
@@ -333,6 +337,8 @@ def run_student(method_name: str, seed: int, config: ExperimentConfig, data: Exp
            "steps": result.trained_steps, "stopped_early": result.stopped_early,
            "checkpoint_rule": result.checkpoint_rule, "precision": result.precision,
            "step_log": result.steps, "evaluation_log": result.evaluations}
+    if record is not None:  # Figure 2 reads these from the Table 1 run itself: no second run to take pictures
+        row["gram_snapshots"] = record.frame()
     if getattr(method, "weight_log", None):  # per-sample MSD weights over training, with row indices
         row["weights"] = pd.DataFrame({k: torch.cat([w[k].reshape(-1) for w in method.weight_log]).numpy()
                                        for k in method.weight_log[0]})
@@ -340,6 +346,54 @@ def run_student(method_name: str, seed: int, config: ExperimentConfig, data: Exp
     if keep_model:
         row["model"] = result.model
     return row
+
+
+GRAM_PROBE_ROWS = 256
+"""The first rows of the validation split on which a Gram run records its batch-averaged G at every validation."""
+
+
+def mean_gram(model, batch, transform: str, temperature: float) -> torch.Tensor:
+    """The modality Gram matrix G = A·Aᵀ averaged over a batch ([3, 3], rows text, image, joint), in float32."""
+    with eval_mode(model):
+        out = model(**model_inputs(batch, next(model.parameters()).device), views=VIEWS)
+    return modality_gram(stack_views(out.logits, transform=transform, temperature=temperature)).mean(0).cpu()
+
+
+class GramRecorder:
+    """``on_evaluate`` callback of Gram runs: the student's mean G on :data:`GRAM_PROBE_ROWS` fixed validation
+    rows at every validation (it reads the model in eval mode without gradients, so training is unchanged)."""
+
+    def __init__(self, probe: dict, transform: str, temperature: float, then=None):
+        self.probe, self.transform, self.temperature, self.then = probe, transform, temperature, then
+        self.snapshots: list[tuple[int, torch.Tensor]] = []
+
+    @classmethod
+    def for_method(cls, method, validation, then=None) -> "GramRecorder | None":
+        """A recorder for a method with a Gram term (``gram``, ``msd_gram``), else None."""
+        if not method.has_gram_term:
+            return None
+        return cls(first_rows(validation, GRAM_PROBE_ROWS), method.gram_input, method.gram_temperature, then)
+
+    def __call__(self, info: dict, model) -> None:
+        self.snapshots.append((int(info["step"]), mean_gram(model, self.probe, self.transform, self.temperature)))
+        if self.then is not None:
+            self.then(info, model)
+
+    def frame(self) -> pd.DataFrame:
+        """One line per validation: ``step`` and ``G[a,b]`` for every pair of views (a, b)."""
+        return pd.DataFrame([{"step": step, **{f"G[{a},{b}]": float(g[i, j]) for i, a in enumerate(VIEWS)
+                                               for j, b in enumerate(VIEWS)}} for step, g in self.snapshots])
+
+
+def gram_snapshots(row: dict) -> list[tuple[int, "np.ndarray"]]:
+    """``[(step, G [3, 3])]`` from a Gram run's row (its ``gram_snapshots`` log), for :func:`plots.gram_over_training`."""
+    import numpy as np
+
+    if not isinstance(row.get("gram_snapshots"), pd.DataFrame):
+        raise ValueError(f"run {row.get('method')!r} has no gram_snapshots: only runs with a Gram term record them")
+    frame = row["gram_snapshots"]
+    return [(int(line["step"]), np.array([[line[f"G[{a},{b}]"] for b in VIEWS] for a in VIEWS]))
+            for _, line in frame.iterrows()]
 
 
 def slug(label: str) -> str:

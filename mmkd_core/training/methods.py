@@ -62,6 +62,7 @@ class Method:
     name = "base"
     student_views: tuple[str, ...] = ("joint",)
     teacher_views: tuple[str, ...] = ()
+    has_gram_term = False  # True: the student's G (gram_input, gram_temperature) is part of the loss
 
     @property
     def needs_teacher(self) -> bool:
@@ -177,6 +178,7 @@ class GramRelationKD(Method):
     gram_temperature: float = GRAM_TEMPERATURE
     student_views = VIEWS
     teacher_views = VIEWS
+    has_gram_term = True
 
     def __post_init__(self):
         check_temperature(self.temperature)
@@ -272,6 +274,7 @@ class ThreeViewCrossEntropyKD(GramRelationKD):
     tells how much of Gram's effect comes from the three-view CE alone."""
 
     lam: float = 0.0
+    has_gram_term = False
 
     def __post_init__(self):
         super().__post_init__()
@@ -285,6 +288,7 @@ class ModalitySpecificGramKD(ModalitySpecificKD):
     """MSD plus Liu's Gram relation loss (``gram_lam`` > 0): a combination neither paper tried."""
 
     gram_lam: float = 1.0
+    has_gram_term = True
 
     def __post_init__(self):
         super().__post_init__()
