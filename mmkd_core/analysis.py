@@ -7,8 +7,7 @@ import torch
 import matplotlib.pyplot as plt
 import seaborn as sns
 
-from .losses.gram import modality_gram, stack_views
-from .evaluation.predict import eval_mode, model_inputs, predict
+from .evaluation.predict import predict
 from .views import VIEWS
 from .experiments.multimodal import gram_snapshots, mean_gram  # noqa: F401  (the notebooks' names)
 
@@ -114,7 +113,6 @@ def plot_weights_vs_knobs(frames: dict[str, pd.DataFrame]):
     return fig
 
 
-@torch.no_grad()
 def accuracy_by(models: dict, encoded, hf_dataset, column: str = "statement_type",
                 text_only_of: str | None = None) -> pd.DataFrame:
     """Joint-view accuracy of each model per value of a metadata column (e.g. the statement type).

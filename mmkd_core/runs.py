@@ -31,7 +31,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .data import default_data_dir
-from .experiments import STUDENT_DATA, ExperimentConfig, ExperimentData, run_student, slug
+from .experiments import ExperimentConfig, ExperimentData, run_student, slug
 from .models.multimodal import MultimodalClassifier
 from .training.cache import TeacherCache
 from .training.methods import make_method
@@ -242,7 +242,7 @@ def expected_cost(run: RunSpec, data: ExperimentData) -> float:
     """A run's relative cost, for ordering a grid: training rows (the step floor and early stopping scale with
     them) × the student's views (a three-view step costs ~1.5× a joint one) × 1.5 for meta-learned weights."""
     method = make_method(run.method, **run.kwargs)
-    rows = len(data.student_rows(run.data)) if run.data in STUDENT_DATA else len(data.train)
+    rows = len(data.student_rows(run.data))
     views = 1.0 + 0.25 * (len(method.student_views) - 1)
     meta = 1.5 if getattr(method, "weighting", None) == "meta" else 1.0
     return rows * views * meta

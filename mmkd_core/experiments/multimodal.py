@@ -26,7 +26,7 @@ import torch
 from accelerate import PartialState
 
 from ..data import default_data_dir, load
-from ..data.batches import num_batches
+from ..data.batches import first_rows, num_batches
 from ..data.encoding import EncodedDataset, ImageTextProcessor, LazyDataset
 from ..data.tokenizer import build_shapes_tokenizer
 from ..evaluation.probes import count_parameters, timed_throughput
@@ -35,7 +35,6 @@ from ..training.cache import TeacherCache
 from ..training.methods import make_method
 from ..evaluation.predict import classification_metrics, eval_mode, model_inputs, predict
 from ..losses.gram import modality_gram, stack_views
-from ..data.batches import first_rows
 from ..views import VIEWS
 from ..training.trainer import TrainConfig, train
 

@@ -313,6 +313,7 @@ def train(model: torch.nn.Module, method, train_data, val_data=None, config: Tra
     teacher = _check_teacher_inputs(method, train_data, model, teacher_cache, teacher)
 
     accelerator = make_accelerator(config.cpu, config.report_to, config.compile_backend, config.precision)
+    precision = resolve_precision(config.precision, accelerator.device.type == "cpu")  # once, not per step
     distributed = accelerator.num_processes > 1
     on_cuda = accelerator.device.type == "cuda"
     steps_per_epoch = num_batches(train_data, config.batch_size)
@@ -358,9 +359,9 @@ def train(model: torch.nn.Module, method, train_data, val_data=None, config: Tra
         for batch in epoch_batches():
             if not distributed:
                 batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in batch.items()}
-            teacher_out = teacher_outputs(method, batch, teacher_cache, teacher, accelerator, config.precision)
+            teacher_out = teacher_outputs(method, batch, teacher_cache, teacher, accelerator, precision)
             losses = optimisation_step(model, method, batch, teacher_out, optimizer, accelerator,
-                                       config.max_grad_norm, config.precision)
+                                       config.max_grad_norm, precision)
             schedule.step()
             step += 1
             step_terms.append({k: v.detach() for k, v in losses.items()})
@@ -406,7 +407,7 @@ def train(model: torch.nn.Module, method, train_data, val_data=None, config: Tra
     result = TrainResult(unwrapped, step_log, pd.DataFrame(evaluations), best_step,
                          step, steps_per_epoch, config.checkpoint_rule if val_data is not None else "last",
                          time.perf_counter() - start, stopped_early,
-                         resolve_precision(config.precision, accelerator.device.type == "cpu"))
+                         precision)
     if run_dir is not None and accelerator.is_main_process:
         write_run(result, run_dir, method, config)
     return result
