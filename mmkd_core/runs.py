@@ -11,10 +11,12 @@ trusted: a partial or corrupt entry is trained again. ``MMKD_FRESH=1`` ignores t
 CPU thread (these 2-layer students are too small for a second thread to pay, so independent runs in
 parallel use the cores better). Every run, serial or parallel, trains on one thread, so a result is
 bit-identical whichever path trained it (tested). Workers start by ``spawn``: a forked copy of a process
-that already ran OpenMP kernels can hang.
+that already ran OpenMP kernels can hang. The pool outlives its grid and serves the next grid of the same
+experiment (:func:`worker_pool`).
 """
 from __future__ import annotations
 
+import atexit
 import concurrent.futures
 import dataclasses
 import hashlib
@@ -88,9 +90,9 @@ class RunSpec:
 
     @classmethod
     def from_dict(cls, spec: dict, seed: int) -> "RunSpec":
-        unknown = set(spec) - {"label", "method", "kwargs", "data"}
+        unknown = set(spec) - {"label", "method", "kwargs", "data", "seeds"}
         if unknown or "label" not in spec or "method" not in spec:
-            raise ValueError(f"a run spec is a dict with 'label', 'method' and optional 'kwargs', 'data'; "
+            raise ValueError(f"a run spec is a dict with 'label', 'method' and optional 'kwargs', 'data', 'seeds'; "
                              f"got keys {sorted(spec)}")
         return cls(spec["label"], spec["method"], seed, dict(spec.get("kwargs") or {}), spec.get("data", "labelled"))
 
@@ -181,20 +183,60 @@ def _worker_run(spec: RunSpec) -> dict[str, Any]:
                            f"{type(error).__name__}: {error}\n{traceback.format_exc()}") from None
 
 
+_POOL: dict[str, Any] = {}
+
+
+def worker_pool(workers: int, initargs: tuple) -> concurrent.futures.ProcessPoolExecutor:
+    """The process pool for a grid, kept alive for the next grid of the same experiment.
+
+    Starting a pool costs ~5 s on 2 cores (each worker imports torch and transformers and receives the
+    experiment's data); a notebook runs several grids on one experiment (a grid chosen on validation, then the
+    table's runs). The pool is reused when the next grid passes the *same* data and teacher-cache objects and
+    equal settings; anything else closes it and starts another. Kept references stop those objects' ids from
+    being reused.
+    """
+    config, data, teacher_cache, *settings = initargs
+    held = _POOL.get("initargs")
+    if (held is not None and _POOL["workers"] == workers and held[0] == config and held[1] is data
+            and held[2] is teacher_cache and list(held[3:]) == settings):
+        return _POOL["pool"]
+    close_worker_pool()
+    pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                                  initializer=_worker_init, initargs=initargs)
+    _POOL.update(pool=pool, workers=workers, initargs=initargs)
+    return pool
+
+
+def close_worker_pool() -> None:
+    """Shut the kept pool down (at exit, or before a pool for another experiment starts)."""
+    pool = _POOL.pop("pool", None)
+    _POOL.clear()
+    if pool is not None:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+atexit.register(close_worker_pool)
+
+
 def run_grid(specs: list[dict], seeds: Iterable[int], config: ExperimentConfig, data: ExperimentData,
              teacher_cache: TeacherCache | None, desc: str = "students", run_root: str | Path | None = None,
              workers: int | None = None, use_cache: bool = True, eval_views: Iterable[str] = ("joint",),
              threads_per_run: int = 1) -> list[dict]:
     """Every spec (``{"label", "method", "kwargs", "data"}``) for every seed, one progress bar.
 
-    Rows come back in spec × seed order whatever finished first. The first seed's row of each spec keeps
+    A spec with its own ``"seeds"`` list runs those instead (a one-off run can then share the pool with a
+    table's runs instead of holding a core idle in a grid of its own). Rows come back in spec × seed order
+    whatever finished first. The first seed's row of each spec keeps
     its trained ``model`` (for throughput and figures). ``workers``: processes for the runs the cache does
     not hold (None: one per physical core; 1: in this process). With ``run_root``, runs that are trained
     also write their logs and checkpoint to ``<run_root>/<label>/seed<k>/``.
     """
     seeds = list(seeds)
-    runs = [RunSpec.from_dict(spec, seed) for spec in specs for seed in seeds]
-    first_seed = {spec["label"]: seeds[0] for spec in specs}
+    seeds_of = {spec["label"]: list(spec.get("seeds", seeds)) for spec in specs}
+    if not all(seeds_of.values()):
+        raise ValueError(f"every spec needs at least one seed; got {seeds_of}")
+    runs = [RunSpec.from_dict(spec, seed) for spec in specs for seed in seeds_of[spec["label"]]]
+    first_seed = {label: spec_seeds[0] for label, spec_seeds in seeds_of.items()}
     eval_views = tuple(eval_views)
     keys = [run_key(run, config, teacher_cache, eval_views) for run in runs]
     results: list[dict | None] = [None] * len(runs)
@@ -208,7 +250,8 @@ def run_grid(specs: list[dict], seeds: Iterable[int], config: ExperimentConfig, 
                 bar.update(1)
             else:
                 todo.append(i)
-        workers = min(default_workers() if workers is None else workers, len(todo))
+        pool_size = default_workers() if workers is None else workers
+        workers = min(pool_size, len(todo))
         root = None if run_root is None else str(run_root)
 
         def finish(i: int, row: dict) -> None:
@@ -225,13 +268,14 @@ def run_grid(specs: list[dict], seeds: Iterable[int], config: ExperimentConfig, 
             # Longest runs first: the pool then ends on short runs instead of one worker finishing a long run
             # alone while the others idle (results keep spec x seed order; each run is seeded on its own).
             todo.sort(key=lambda i: -expected_cost(runs[i], data))
-            context = multiprocessing.get_context("spawn")
-            with concurrent.futures.ProcessPoolExecutor(
-                    workers, mp_context=context, initializer=_worker_init,
-                    initargs=(config, data, teacher_cache, root, eval_views, threads_per_run)) as pool:
-                futures = {pool.submit(_worker_run, runs[i]): i for i in todo}
+            pool = worker_pool(pool_size, (config, data, teacher_cache, root, eval_views, threads_per_run))
+            futures = {pool.submit(_worker_run, runs[i]): i for i in todo}
+            try:
                 for future in concurrent.futures.as_completed(futures):
                     finish(futures[future], future.result())
+            except BaseException:
+                close_worker_pool()  # a failed or interrupted grid leaves no half-used workers behind
+                raise
     for row, run in zip(results, runs):
         if run.seed != first_seed[run.label]:
             row.pop("model", None)

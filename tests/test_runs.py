@@ -90,6 +90,24 @@ def test_parallel_workers_give_bit_identical_results(experiment):
         assert a["step_log"].equals(b["step_log"])
 
 
+def test_the_worker_pool_serves_the_next_grid_of_the_same_experiment_only(experiment):
+    config, data, cache = experiment
+    runs.run_grid(SPECS[:1], [0, 1], config, data, cache, workers=2, use_cache=False)
+    pool = runs._POOL["pool"]
+    pids = set(pool._processes)
+    # a one-off run with its own seeds, next to the table's: same pool, same worker processes
+    rows = runs.run_grid([SPECS[0], {**SPECS[1], "seeds": [1]}], [0, 1], config, data, cache, workers=2,
+                         use_cache=False)
+    assert [(r["method"], r["seed"]) for r in rows] == [(SPECS[0]["label"], 0), (SPECS[0]["label"], 1),
+                                                         (SPECS[1]["label"], 1)]
+    assert runs._POOL["pool"] is pool and set(pool._processes) == pids
+    other = config.replace(student_lr=config.student_lr * 2)  # another experiment: a new pool
+    runs.run_grid(SPECS[:1], [0, 1], other, data, cache, workers=2, use_cache=False)
+    assert runs._POOL["pool"] is not pool
+    runs.close_worker_pool()
+    assert not runs._POOL
+
+
 def test_a_failing_worker_names_its_run(experiment):
     config, data, cache = experiment
     bad = [{"label": "broken MSD", "method": "msd", "kwargs": {"weighting": "meta"}, "data": "transfer"}]

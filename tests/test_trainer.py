@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import math
 
@@ -8,7 +9,9 @@ import torch
 from mmkd_core.models.multimodal import MultimodalClassifier, build_multimodal_model
 from mmkd_core.training.cache import TeacherCache
 from mmkd_core.training.methods import make_method
-from mmkd_core.training.trainer import TrainConfig, evaluate, lr_multiplier, make_optimizer, make_schedule, train
+from mmkd_core.training.trainer import (
+    TrainConfig, evaluate, improves, lr_multiplier, make_optimizer, make_schedule, train,
+)
 
 
 def _model(tokenizer, preset="student", seed=0, num_labels=3):
@@ -53,6 +56,30 @@ def test_early_stopping_stops_after_patience_validations_without_improvement(tok
     assert len(scores) - 1 - best_index == 3  # exactly `patience` validations after the best one
     assert result.best_step == result.evaluations["step"].iloc[best_index] < result.trained_steps
     assert result.evaluations["step"].tolist() == list(range(2, result.trained_steps + 1, 2))
+
+
+def test_improves_asks_for_min_improvement_over_the_last_counted_score():
+    assert improves(0.738, 0.737, 0.0) and not improves(0.737, 0.737, 0.0)
+    assert not improves(0.738, 0.737, 0.002)
+    # float32 accuracies: 0.741 - 0.739 is 0.00199997 in float32 arithmetic, and still counts
+    assert improves(float(torch.tensor(0.741)), float(torch.tensor(0.739)), 0.002)
+    assert improves(0.5, -math.inf, 0.002)
+
+
+def test_min_improvement_ends_the_wait_but_the_checkpoint_follows_every_best(tokenizer, tiny_data):
+    """With a bar no validation can clear after the first, the run stops `patience` validations after the first
+    one; the kept checkpoint is still the best validation among them, not the first."""
+    config = TrainConfig(epochs=200, batch_size=32, progress=False, lr=5e-3, eval_every=2, patience=4,
+                         schedule="constant", min_improvement=0.99)
+    result = train(_model(tokenizer), make_method("ce"), tiny_data["train"], tiny_data["validation"], config)
+    scores = result.evaluations["val/joint/accuracy"].tolist()
+    assert result.stopped_early and len(scores) == 5
+    assert result.best_step == result.evaluations["step"].iloc[scores.index(max(scores))]
+    baseline = train(_model(tokenizer), make_method("ce"), tiny_data["train"], tiny_data["validation"],
+                     dataclasses.replace(config, min_improvement=0.0))
+    assert baseline.evaluations["val/joint/accuracy"].tolist()[:5] == scores  # the bar changes when, not how
+    with pytest.raises(ValueError, match="min_improvement"):
+        TrainConfig(min_improvement=-0.1)
 
 
 def test_min_steps_holds_off_early_stopping(tokenizer, tiny_data):

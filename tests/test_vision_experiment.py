@@ -2,6 +2,7 @@
 import dataclasses
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -91,7 +92,7 @@ def test_supervised_student_stops_early_on_validation(data):
 def test_two_seeds_give_the_runs_table_columns(data):
     config = LabelEfficiencyConfig(sizes=SIZES, teacher=TINY, student=TINY, labels_per_class=(2, ALL_LABELS),
                                    patience=1, min_epoch_examples=32)
-    runs = run_experiment([0, 1], data, config, log=lambda line: None)
+    runs = run_experiment([0, 1], data, config, log=lambda line: None, workers=1)
     assert list(runs.columns[:len(RUN_COLUMNS)]) == RUN_COLUMNS
     assert set(runs.task) == {"digits"} and set(runs.method) == set(METHODS)
     assert runs["test/accuracy"].between(0, 1).all() and (runs.epochs >= runs.best_epoch).all()
@@ -105,6 +106,16 @@ def test_two_seeds_give_the_runs_table_columns(data):
     assert (runs[runs.method == "random init"].epochs == 0).all()
     table = summarize(runs)
     assert list(table.method.unique()) == METHODS and set(table.seeds) == {1, 2}
+
+
+def test_seeds_in_worker_processes_give_the_same_rows(data):
+    config = LabelEfficiencyConfig(sizes=SIZES, teacher=TINY, student=TINY, labels_per_class=(2,), patience=1,
+                                   min_epoch_examples=32)
+    lines = []
+    serial = run_experiment([0, 1], data, config, log=lambda line: None, workers=1)
+    parallel = run_experiment([0, 1], data, config, log=lines.append, workers=2)
+    assert len(lines) == 3 and lines[0].startswith("teacher")  # the teacher, then one line per seed
+    pd.testing.assert_frame_equal(serial.drop(columns="train_seconds"), parallel.drop(columns="train_seconds"))
 
 
 def test_welch_difference_matches_scipy_and_compare_uses_it():

@@ -16,9 +16,11 @@ The test split is used for the reported accuracy only, never for a choice.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import copy
 import dataclasses
 import math
+import multiprocessing
 import time
 
 import numpy as np
@@ -242,21 +244,56 @@ def run_seed(seed: int, data: ImageSplits, targets: TeacherTargets,
     return [{"task": TASK, **row} for row in rows]
 
 
+def _run_seed_on_one_thread(seed: int, data: ImageSplits, targets: TeacherTargets,
+                            config: LabelEfficiencyConfig) -> list[dict]:
+    """:func:`run_seed` on one CPU thread, in this process or a worker: a seed's numbers do not depend on which."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return run_seed(seed, data, targets, config)
+    finally:
+        torch.set_num_threads(previous)
+
+
 def run_experiment(seeds, data: ImageSplits, config: LabelEfficiencyConfig = LabelEfficiencyConfig(),
-                   teacher_seed: int = 0, log=print) -> pd.DataFrame:
-    """The teacher (once, ``teacher_seed``), then :func:`run_seed` for every seed; the runs table."""
+                   teacher_seed: int = 0, log=print, workers: int | None = None) -> pd.DataFrame:
+    """The teacher (once, ``teacher_seed``), then :func:`run_seed` for every seed; the runs table.
+
+    The seeds are independent, so they run in ``workers`` processes (None: one per physical core; 1: here),
+    each on one CPU thread: these 2-layer students are too small for a second thread to pay. A seed trains on
+    one thread either way, so its rows are the same whichever path ran it.
+    """
     teacher, teacher_row = train_teacher(data, config, teacher_seed)
     log(f"teacher: test accuracy {100 * teacher_row['test/accuracy']:.1f}% (own head), best epoch "
         f"{teacher_row['best_epoch']} of {teacher_row['epochs']}, {teacher_row['train_seconds']:.0f} s")
     targets = TeacherTargets.of(teacher, data, config.loss)
-    rows = [{"task": TASK, **teacher_row}]
-    for seed in seeds:
-        seed_rows = run_seed(seed, data, targets, config)
-        rows += seed_rows
+    seeds = list(seeds)
+    if workers is None:
+        from ..runs import default_workers  # runs imports this package: a late import avoids the cycle
+
+        workers = default_workers()
+    workers = min(workers, len(seeds))
+    per_seed: dict[int, list[dict]] = {}
+
+    def report(seed: int) -> None:
+        seed_rows = per_seed[seed]
         log(f"seed {seed}: " + ", ".join(
             f"k={labels_name(r['labels_per_class'])} KD {100 * r['test/accuracy']:.1f}" for r in seed_rows
             if r["method"] == "KD student") + " | " + ", ".join(
             f"supervised {100 * r['test/accuracy']:.1f}" for r in seed_rows if r["method"] == "supervised student"))
+
+    if workers <= 1:
+        for seed in seeds:
+            per_seed[seed] = _run_seed_on_one_thread(seed, data, targets, config)
+            report(seed)
+    else:
+        context = multiprocessing.get_context("spawn")  # a forked copy of a process that ran OpenMP can hang
+        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+            futures = {pool.submit(_run_seed_on_one_thread, seed, data, targets, config): seed for seed in seeds}
+            for future in concurrent.futures.as_completed(futures):
+                per_seed[futures[future]] = future.result()
+                report(futures[future])
+    rows = [{"task": TASK, **teacher_row}] + [row for seed in seeds for row in per_seed[seed]]
     return runs_frame(rows)
 
 
