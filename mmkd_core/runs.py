@@ -10,8 +10,8 @@ trusted: a partial or corrupt entry is trained again. ``MMKD_FRESH=1`` ignores t
 **Workers.** :func:`run_grid` sends the runs the cache does not hold to ``workers`` processes, each on one
 CPU thread (these 2-layer students are too small for a second thread to pay, so independent runs in
 parallel use the cores better). Every run, serial or parallel, trains on one thread, so a result is
-bit-identical whichever path trained it (tested). Workers start by ``spawn``: a forked copy of a process
-that already ran OpenMP kernels can hang. The pool outlives its grid and serves the next grid of the same
+bit-identical whichever path trained it (tested). Workers start by ``spawn`` (:mod:`mmkd_core.parallel`).
+The pool outlives its grid and serves the next grid of the same
 experiment (:func:`worker_pool`).
 """
 from __future__ import annotations
@@ -21,7 +21,6 @@ import concurrent.futures
 import dataclasses
 import hashlib
 import json
-import multiprocessing
 import os
 import shutil
 import traceback
@@ -35,6 +34,7 @@ from tqdm.auto import tqdm
 from .data import default_data_dir
 from .experiments import ExperimentConfig, ExperimentData, run_student, slug
 from .models.multimodal import MultimodalClassifier
+from .parallel import default_workers, parallel_map, process_pool
 from .training.cache import TeacherCache
 from .training.methods import make_method
 from .training.trainer import resolve_precision, uses_cpu
@@ -61,17 +61,6 @@ def source_hash() -> str:
             digest.update(str(file.relative_to(PACKAGE_DIR)).encode())
             digest.update(file.read_bytes())
     return digest.hexdigest()[:16]
-
-
-def default_workers() -> int:
-    """One worker per physical core (falls back to the logical count)."""
-    try:
-        import psutil
-
-        cores = psutil.cpu_count(logical=False)
-    except ImportError:  # psutil comes with jupyter; without it, count logical CPUs
-        cores = None
-    return max(1, cores or os.cpu_count() or 1)
 
 
 def fresh() -> bool:
@@ -201,8 +190,7 @@ def worker_pool(workers: int, initargs: tuple) -> concurrent.futures.ProcessPool
             and held[2] is teacher_cache and list(held[3:]) == settings):
         return _POOL["pool"]
     close_worker_pool()
-    pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                                  initializer=_worker_init, initargs=initargs)
+    pool = process_pool(workers, initializer=_worker_init, initargs=initargs)
     _POOL.update(pool=pool, workers=workers, initargs=initargs)
     return pool
 
@@ -337,9 +325,4 @@ def prepare_teachers(entries: list[dict], workers: int | None = None) -> list[st
     label_counts}`` prepares notebook 06's pretrained two-tower teacher instead
     (:func:`mmkd_core.experiments.pretrained_teacher.prepare`).
     """
-    workers = min(default_workers() if workers is None else workers, len(entries)) or 1
-    if workers == 1:
-        return [_prepare_teacher(dict(entry)) for entry in entries]
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-        return list(pool.map(_prepare_teacher, [dict(entry) for entry in entries]))
+    return parallel_map(_prepare_teacher, [dict(entry) for entry in entries], workers)

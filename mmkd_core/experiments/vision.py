@@ -16,11 +16,10 @@ The test split is used for the reported accuracy only, never for a choice.
 """
 from __future__ import annotations
 
-import concurrent.futures
 import copy
 import dataclasses
+import functools
 import math
-import multiprocessing
 import time
 
 import numpy as np
@@ -34,6 +33,7 @@ from ..evaluation.probes import count_parameters, extract_features, linear_probe
 from ..evaluation.stats import difference_ci, mean_ci
 from ..losses.data2vec import Data2VecDistillationLoss, Data2VecLossConfig
 from ..models.vision import TinyVisionSizes, hidden_states
+from ..parallel import parallel_map
 from ..training.feature_kd import (
     EarlyStopping, FeatureClassifier, cache_teacher_targets, default_config, seed_everything, train_classifier,
     train_feature_kd,
@@ -267,33 +267,16 @@ def run_experiment(seeds, data: ImageSplits, config: LabelEfficiencyConfig = Lab
     log(f"teacher: test accuracy {100 * teacher_row['test/accuracy']:.1f}% (own head), best epoch "
         f"{teacher_row['best_epoch']} of {teacher_row['epochs']}, {teacher_row['train_seconds']:.0f} s")
     targets = TeacherTargets.of(teacher, data, config.loss)
-    seeds = list(seeds)
-    if workers is None:
-        from ..runs import default_workers  # runs imports this package: a late import avoids the cycle
 
-        workers = default_workers()
-    workers = min(workers, len(seeds))
-    per_seed: dict[int, list[dict]] = {}
-
-    def report(seed: int) -> None:
-        seed_rows = per_seed[seed]
+    def report(seed: int, seed_rows: list[dict]) -> None:
         log(f"seed {seed}: " + ", ".join(
             f"k={labels_name(r['labels_per_class'])} KD {100 * r['test/accuracy']:.1f}" for r in seed_rows
             if r["method"] == "KD student") + " | " + ", ".join(
             f"supervised {100 * r['test/accuracy']:.1f}" for r in seed_rows if r["method"] == "supervised student"))
 
-    if workers <= 1:
-        for seed in seeds:
-            per_seed[seed] = _run_seed_on_one_thread(seed, data, targets, config)
-            report(seed)
-    else:
-        context = multiprocessing.get_context("spawn")  # a forked copy of a process that ran OpenMP can hang
-        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-            futures = {pool.submit(_run_seed_on_one_thread, seed, data, targets, config): seed for seed in seeds}
-            for future in concurrent.futures.as_completed(futures):
-                per_seed[futures[future]] = future.result()
-                report(futures[future])
-    rows = [{"task": TASK, **teacher_row}] + [row for seed in seeds for row in per_seed[seed]]
+    per_seed = parallel_map(functools.partial(_run_seed_on_one_thread, data=data, targets=targets, config=config),
+                            seeds, workers, on_result=report)
+    rows = [{"task": TASK, **teacher_row}] + [row for seed_rows in per_seed for row in seed_rows]
     return runs_frame(rows)
 
 
