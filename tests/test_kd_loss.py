@@ -88,8 +88,8 @@ def test_temperatures_are_required_and_checked_in_one_place():
     from mmkd_core.training.methods import make_method
     from mmkd_core.weighting import instance_weights, weight_features
 
-    with pytest.raises(ValueError, match="gram_temperature must be > 0, got 0"):
-        check_temperature(0, "gram_temperature")
+    with pytest.raises(ValueError, match="gram_objective: gram_temperature must be > 0, got 0"):
+        check_temperature(0, "gram_temperature", receiver="gram_objective")
     for method in ("gram", "msd", "msd_gram"):
         with pytest.raises(ValueError, match="gram_temperature must be > 0"):
             make_method(method, gram_temperature=0.0)

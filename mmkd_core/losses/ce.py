@@ -31,9 +31,10 @@ def labelled_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, reduction
     belongs to the autograd graph (``F.cross_entropy`` would return NaN there).
     """
     if reduction not in CE_REDUCTIONS:
-        raise ValueError(f"unknown reduction {reduction!r}; accepted: {CE_REDUCTIONS}")
+        raise ValueError(f"labelled_cross_entropy: unknown reduction {reduction!r}; accepted: {CE_REDUCTIONS}")
     if labels.dim() != 1 or logits.dim() != 2 or labels.shape[0] != logits.shape[0]:
-        raise ValueError(f"expected logits [B, C] and labels [B], got {tuple(logits.shape)} and {tuple(labels.shape)}")
+        raise ValueError(f"labelled_cross_entropy: expected logits [B, C] and labels [B], "
+                         f"got {tuple(logits.shape)} and {tuple(labels.shape)}")
     known = labels != UNLABELLED
     if bool(known.all()):
         return F.cross_entropy(logits.float(), labels)

@@ -1,9 +1,10 @@
 """data2vec-style targets and regression loss for feature distillation (notebook 01).
 
 The student regresses the teacher's *contextualized representations*: every layer's output for every
-token (CLS and patches), normalised and averaged, not just the final CLS vector. Source: the draft
-``shared/papers/unimodal-vision-kd-data2vec.md`` (Eq. 1-4), which follows data2vec [Baevski et al.
-2022, arXiv:2202.03555] and data2vec 2.0 [Baevski et al. 2022, arXiv:2212.07525].
+token (CLS and patches), normalised and averaged, not just the final CLS vector. Source: an unpublished
+thesis-chapter draft (Eq. 1-4; ``docs/references.md#unimodal-vision-kd-draft``, its slips and our readings in
+``docs/references.md#draft-gaps-and-our-readings``), which follows data2vec [Baevski et al. 2022,
+arXiv:2202.03555] and data2vec 2.0 [Baevski et al. 2023, arXiv:2212.07525].
 
 For a stack of layer outputs H_l ∈ R^{B×N×D}, l = 1..L (N tokens incl. CLS, D channels):
 
@@ -93,15 +94,17 @@ def data2vec_targets(
         ValueError: an empty list, layers of different shapes, non-3-D tensors, or ``top_k`` not in
         1..len(hidden_states).
     """
-    layers = _check_hidden_states(hidden_states, "hidden_states")
+    layers = _check_hidden_states(hidden_states, "data2vec_targets: hidden_states")
     if top_k is not None:
         if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= len(layers):
             raise ValueError(
-                f"top_k must be None or an int in 1..{len(layers)} (the number of layers given); got {top_k!r}"
+                f"data2vec_targets: top_k must be None or an int in 1..{len(layers)} (the number of layers "
+                f"given); got {top_k!r}"
             )
         layers = layers[-top_k:]
     if instance_norm_over not in ("tokens", "features"):
-        raise ValueError(f"instance_norm_over must be 'tokens' or 'features'; got {instance_norm_over!r}")
+        raise ValueError(f"data2vec_targets: instance_norm_over must be 'tokens' or 'features'; "
+                         f"got {instance_norm_over!r}")
 
     normalised = []
     for layer in layers:
@@ -154,15 +157,19 @@ class Data2VecLossConfig:
 
     def __post_init__(self):
         if self.cls_target not in ("token", "mean_of_patches"):
-            raise ValueError(f"cls_target must be 'token' or 'mean_of_patches'; got {self.cls_target!r}")
+            raise ValueError(f"Data2VecLossConfig: cls_target must be 'token' or 'mean_of_patches'; "
+                             f"got {self.cls_target!r}")
         if self.feature_reduction not in ("mean", "sum"):
-            raise ValueError(f"feature_reduction must be 'mean' or 'sum'; got {self.feature_reduction!r}")
+            raise ValueError(f"Data2VecLossConfig: feature_reduction must be 'mean' or 'sum'; "
+                             f"got {self.feature_reduction!r}")
         if self.instance_norm_over not in ("tokens", "features"):
-            raise ValueError(f"instance_norm_over must be 'tokens' or 'features'; got {self.instance_norm_over!r}")
+            raise ValueError(f"Data2VecLossConfig: instance_norm_over must be 'tokens' or 'features'; "
+                             f"got {self.instance_norm_over!r}")
         if self.loss_beta < 0:
-            raise ValueError(f"loss_beta must be >= 0 (0: squared error); got {self.loss_beta}")
+            raise ValueError(f"Data2VecLossConfig: loss_beta must be >= 0 (0: squared error); got {self.loss_beta}")
         if not (self.loss_scale == "inv_sqrt_dim" or isinstance(self.loss_scale, (int, float))):
-            raise ValueError(f"loss_scale must be a number or 'inv_sqrt_dim'; got {self.loss_scale!r}")
+            raise ValueError(f"Data2VecLossConfig: loss_scale must be a number or 'inv_sqrt_dim'; "
+                             f"got {self.loss_scale!r}")
 
     @classmethod
     def draft(cls) -> "Data2VecLossConfig":
@@ -208,7 +215,8 @@ class Data2VecLossConfig:
 def apply_cls_target_mean_of_patches(target: Tensor) -> Tensor:
     """data2vec 2.0's CLS target: replace token 0 by the mean of the patch targets y_1..y_N."""
     if target.dim() != 3 or target.shape[1] < 2:
-        raise ValueError(f"expected a [B, N, D] target with a CLS token and at least one patch; got {tuple(target.shape)}")
+        raise ValueError(f"apply_cls_target_mean_of_patches: expected a [B, N, D] target with a CLS token and at "
+                         f"least one patch; got {tuple(target.shape)}")
     return torch.cat([target[:, 1:].mean(dim=1, keepdim=True), target[:, 1:]], dim=1)
 
 
@@ -223,7 +231,7 @@ def data2vec_regression_loss(prediction: Tensor, target: Tensor, config: Data2Ve
     if prediction.shape != target.shape:
         what = "token counts" if prediction.shape[:1] == target.shape[:1] and prediction.shape[1] != target.shape[1] else "shapes"
         raise ValueError(
-            f"student prediction and teacher target differ in {what}: {tuple(prediction.shape)} vs "
+            f"data2vec_regression_loss: student prediction and teacher target differ in {what}: {tuple(prediction.shape)} vs "
             f"{tuple(target.shape)}; expected the same [B, N, D] (same image size and patch grid, and a "
             "projection head if the widths differ)"
         )
@@ -238,25 +246,28 @@ def data2vec_regression_loss(prediction: Tensor, target: Tensor, config: Data2Ve
 
 
 def check_student_teacher_pair(student_hidden_states: Sequence[Tensor], teacher_hidden_states: Sequence[Tensor],
-                               projection: nn.Module | None = None) -> None:
-    """ValueError unless both stacks share batch size and token count, and widths match or a projection is given."""
-    student = _check_hidden_states(student_hidden_states, "student_hidden_states")
-    teacher = _check_hidden_states(teacher_hidden_states, "teacher_hidden_states")
-    _check_pair_shapes(student[0].shape, teacher[0].shape, projection)
+                               projection: nn.Module | None = None,
+                               receiver: str = "check_student_teacher_pair") -> None:
+    """ValueError unless both stacks share batch size and token count, and widths match or a projection is given.
+
+    ``receiver`` (the function the stacks were passed to) starts every message."""
+    student = _check_hidden_states(student_hidden_states, f"{receiver}: student_hidden_states")
+    teacher = _check_hidden_states(teacher_hidden_states, f"{receiver}: teacher_hidden_states")
+    _check_pair_shapes(student[0].shape, teacher[0].shape, projection, receiver)
 
 
-def _check_pair_shapes(student_shape, teacher_shape, projection: nn.Module | None) -> None:
+def _check_pair_shapes(student_shape, teacher_shape, projection: nn.Module | None, receiver: str) -> None:
     (bs, ns, ds), (bt, nt, dt) = student_shape, teacher_shape
     if bs != bt:
-        raise ValueError(f"student and teacher batch sizes differ: {bs} vs {bt}; expected the same images")
+        raise ValueError(f"{receiver}: student and teacher batch sizes differ: {bs} vs {bt}; expected the same images")
     if ns != nt:
         raise ValueError(
-            f"student and teacher token counts differ: {ns} vs {nt}; expected the same number of tokens "
+            f"{receiver}: student and teacher token counts differ: {ns} vs {nt}; expected the same number of tokens "
             "(CLS + patches), i.e. the same image size and patch size"
         )
     if ds != dt and projection is None:
         raise ValueError(
-            f"student width {ds} differs from teacher width {dt}: expected a projection head "
+            f"{receiver}: student width {ds} differs from teacher width {dt}: expected a projection head "
             f"(e.g. nn.Linear({ds}, {dt})); see Data2VecDistillationLoss(student_dim=..., teacher_dim=...)"
         )
 
@@ -268,7 +279,7 @@ def data2vec_loss(student_hidden_states: Sequence[Tensor], teacher_hidden_states
     The teacher side is computed without gradients. ``projection`` maps the student's width to the
     teacher's when they differ (see :class:`Data2VecDistillationLoss`).
     """
-    check_student_teacher_pair(student_hidden_states, teacher_hidden_states, projection)
+    check_student_teacher_pair(student_hidden_states, teacher_hidden_states, projection, receiver="data2vec_loss")
     with torch.no_grad():
         target = config.targets(teacher_hidden_states)
     return data2vec_regression_loss(config.predictions(student_hidden_states, projection), target, config)
@@ -288,18 +299,20 @@ class Data2VecDistillationLoss(nn.Module):
         super().__init__()
         self.config = config
         if (student_dim is None) != (teacher_dim is None):
-            raise ValueError("give both student_dim and teacher_dim, or neither (equal widths)")
+            raise ValueError("Data2VecDistillationLoss: give both student_dim and teacher_dim, or neither "
+                             "(equal widths)")
         self.projection = nn.Linear(student_dim, teacher_dim) if student_dim is not None and student_dim != teacher_dim else None
 
     def forward(self, student_hidden_states: Sequence[Tensor], teacher_hidden_states: Sequence[Tensor] | None = None,
                 *, teacher_targets: Tensor | None = None) -> Tensor:
         """Loss from the teacher's hidden states, or from cached ``teacher_targets`` (= ``config.targets(...)``)."""
         if (teacher_hidden_states is None) == (teacher_targets is None):
-            raise ValueError("pass exactly one of teacher_hidden_states or teacher_targets")
+            raise ValueError("Data2VecDistillationLoss: pass exactly one of teacher_hidden_states or teacher_targets")
         if teacher_hidden_states is not None:
             return data2vec_loss(student_hidden_states, teacher_hidden_states, self.config, self.projection)
-        student = _check_hidden_states(student_hidden_states, "student_hidden_states")
+        student = _check_hidden_states(student_hidden_states, "Data2VecDistillationLoss: student_hidden_states")
         if teacher_targets.dim() != 3:
-            raise ValueError(f"teacher_targets must be [B, N, D]; got {tuple(teacher_targets.shape)}")
-        _check_pair_shapes(student[0].shape, teacher_targets.shape, self.projection)
+            raise ValueError(f"Data2VecDistillationLoss: teacher_targets must be [B, N, D]; "
+                             f"got {tuple(teacher_targets.shape)}")
+        _check_pair_shapes(student[0].shape, teacher_targets.shape, self.projection, "Data2VecDistillationLoss")
         return data2vec_regression_loss(self.config.predictions(student, self.projection), teacher_targets, self.config)

@@ -48,7 +48,7 @@ def modality_gram(outputs: torch.Tensor) -> torch.Tensor:
         ``[B, M, M]``, exactly ``outputs @ outputs.transpose(-1, -2)``, in ``outputs``' dtype even under
         autocast (a student trained in bf16 still gets its Gram loss in float32).
     """
-    _check_outputs(outputs, "outputs")
+    _check_outputs(outputs, "modality_gram: outputs")
     with torch.autocast(outputs.device.type, enabled=False):
         return outputs @ outputs.transpose(-1, -2)
 
@@ -70,7 +70,8 @@ def gram_relation_loss(student_outputs: torch.Tensor, teacher_outputs: torch.Ten
     ``B * M * C`` entries; this matches the outputs themselves (equal ``C`` required).
 
     Source: P. Liu, "Multi-Modality Distillation via Learning the Teacher's Modality-level Gram Matrix",
-    Eqs. 3-4 (Eq. 4 as printed compares A, not G; see ``shared/papers/README.md``).
+    Eqs. 3-4 (Eq. 4 as printed compares A, not G; see
+    ``docs/references.md#gram-paper-gaps-and-our-readings``).
 
     Args:
         student_outputs, teacher_outputs: ``[B, M, C_s]`` and ``[B, M, C_t]``, used as given (build them
@@ -78,23 +79,25 @@ def gram_relation_loss(student_outputs: torch.Tensor, teacher_outputs: torch.Ten
         target: ``"gram"`` or ``"outputs"``.
     """
     if target not in GRAM_TARGETS:
-        raise ValueError(f"unknown target {target!r}; accepted: {GRAM_TARGETS}")
-    _check_outputs(student_outputs, "student_outputs")
-    _check_outputs(teacher_outputs, "teacher_outputs")
+        raise ValueError(f"gram_relation_loss: unknown target {target!r}; accepted: {GRAM_TARGETS}")
+    _check_outputs(student_outputs, "gram_relation_loss: student_outputs")
+    _check_outputs(teacher_outputs, "gram_relation_loss: teacher_outputs")
     if student_outputs.shape[0] != teacher_outputs.shape[0]:
-        raise ValueError(f"batch sizes differ (student {student_outputs.shape[0]}, "
+        raise ValueError(f"gram_relation_loss: batch sizes differ (student {student_outputs.shape[0]}, "
                          f"teacher {teacher_outputs.shape[0]})")
     if student_outputs.shape[1] != teacher_outputs.shape[1]:
-        raise ValueError(f"number of modalities M differs: student has {student_outputs.shape[1]}, teacher has "
-                         f"{teacher_outputs.shape[1]}; both must stack the same views")
-    _check_finite(student_outputs, "student_outputs")
-    _check_finite(teacher_outputs, "teacher_outputs")
+        raise ValueError(f"gram_relation_loss: number of modalities M differs: student has "
+                         f"{student_outputs.shape[1]}, teacher has {teacher_outputs.shape[1]}; both must stack "
+                         "the same views")
+    _check_finite(student_outputs, "gram_relation_loss: student_outputs")
+    _check_finite(teacher_outputs, "gram_relation_loss: teacher_outputs")
     student = student_outputs.float()
     teacher = teacher_outputs.detach().float()
     if target == "outputs":
         if student.shape[2] != teacher.shape[2]:
-            raise ValueError(f"target='outputs' compares A directly and needs equal output dims, got student "
-                             f"C={student.shape[2]} and teacher C={teacher.shape[2]}; use target='gram'")
+            raise ValueError(f"gram_relation_loss: target='outputs' compares A directly and needs equal output "
+                             f"dims, got student C={student.shape[2]} and teacher C={teacher.shape[2]}; "
+                             "use target='gram'")
         return F.mse_loss(student, teacher)
     return F.mse_loss(modality_gram(student), modality_gram(teacher))
 
@@ -110,15 +113,15 @@ def stack_views(logits_by_view: Mapping[str, torch.Tensor], views: tuple[str, ..
     does not read it (``"logits"``, ``"l2_normalized"``), so that no call relies on a default.
     """
     if transform not in TRANSFORMS:
-        raise ValueError(f"unknown transform {transform!r}; accepted: {TRANSFORMS}")
-    check_temperature(temperature)
-    check_views(logits_by_view, "logits_by_view", views)
+        raise ValueError(f"stack_views: unknown transform {transform!r}; accepted: {TRANSFORMS}")
+    check_temperature(temperature, receiver="stack_views")
+    check_views(logits_by_view, "stack_views: logits_by_view", views)
     rows = [logits_by_view[v] for v in views]
     for view, row in zip(views, rows):
         if row.dim() != 2:
-            raise ValueError(f"view {view!r}: expected a [batch, dim] tensor, got {tuple(row.shape)}")
+            raise ValueError(f"stack_views: view {view!r}: expected a [batch, dim] tensor, got {tuple(row.shape)}")
         if row.shape != rows[0].shape:
-            raise ValueError(f"view {view!r} has shape {tuple(row.shape)} but view {views[0]!r} has "
+            raise ValueError(f"stack_views: view {view!r} has shape {tuple(row.shape)} but view {views[0]!r} has "
                              f"{tuple(rows[0].shape)}; all views must share [batch, dim]")
     a = torch.stack([r.float() for r in rows], dim=1)
     if transform == "probs":
@@ -157,24 +160,24 @@ def gram_objective(student_logits: Mapping[str, torch.Tensor], teacher_logits: M
         ``ce_text``, ``ce_image``, ``ce_joint``, ``kd_joint``, ``gram`` (all unweighted) and ``total``.
     """
     if gram_input not in GRAM_INPUTS:
-        raise ValueError(f"unknown gram_input {gram_input!r}; accepted: {GRAM_INPUTS}")
+        raise ValueError(f"gram_objective: unknown gram_input {gram_input!r}; accepted: {GRAM_INPUTS}")
     if gram_target not in GRAM_TARGETS:
-        raise ValueError(f"unknown gram_target {gram_target!r}; accepted: {GRAM_TARGETS}")
-    check_temperature(temperature)
-    check_temperature(gram_temperature, "gram_temperature")
-    check_views(student_logits, "student_logits", GRAM_VIEWS)
-    check_views(teacher_logits, "teacher_logits", GRAM_VIEWS)
+        raise ValueError(f"gram_objective: unknown gram_target {gram_target!r}; accepted: {GRAM_TARGETS}")
+    check_temperature(temperature, receiver="gram_objective")
+    check_temperature(gram_temperature, "gram_temperature", receiver="gram_objective")
+    check_views(student_logits, "gram_objective: student_logits", GRAM_VIEWS)
+    check_views(teacher_logits, "gram_objective: teacher_logits", GRAM_VIEWS)
     for view in GRAM_VIEWS:
-        check_logits_pair(student_logits[view], teacher_logits[view], what=f"logits of view {view!r}")
+        check_logits_pair(student_logits[view], teacher_logits[view], what=f"gram_objective: logits of view {view!r}")
         if labels.dim() != 1 or labels.shape[0] != student_logits[view].shape[0]:
-            raise ValueError(f"labels: expected a [B] = [{student_logits[view].shape[0]}] tensor of class "
-                             f"indices, got shape {tuple(labels.shape)}")
+            raise ValueError(f"gram_objective: labels: expected a [B] = [{student_logits[view].shape[0]}] tensor "
+                             f"of class indices, got shape {tuple(labels.shape)}")
 
     out = {f"ce_{v}": labelled_cross_entropy(student_logits[v], labels) for v in GRAM_VIEWS}
     out["kd_joint"] = kd_loss(student_logits["joint"], teacher_logits["joint"], temperature)
     if gram_input == "features":
         if student_features is None or teacher_features is None:
-            raise ValueError("gram_input='features' needs student_features and teacher_features "
+            raise ValueError("gram_objective: gram_input='features' needs student_features and teacher_features "
                              f"(dicts view -> [B, D] with keys {GRAM_VIEWS})")
         a_s = stack_views(student_features, transform="l2_normalized", temperature=gram_temperature)
         a_t = stack_views(teacher_features, transform="l2_normalized", temperature=gram_temperature)

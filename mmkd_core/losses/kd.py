@@ -20,10 +20,15 @@ def check_logits_pair(student_logits: torch.Tensor, teacher_logits: torch.Tensor
                          f"teacher {teacher_logits.shape[0]})")
 
 
-def check_temperature(value: float, name: str = "temperature") -> None:
-    """ValueError unless ``value > 0``: the one check of every softmax temperature (``name`` says which)."""
+def check_temperature(value: float, name: str = "temperature", *, receiver: str) -> None:
+    """ValueError unless ``value > 0``: the one check of every softmax temperature.
+
+    ``name`` is the option that holds the value and ``receiver`` the function or method it was passed to
+    (``"kd_loss"``, ``"method 'msd'"``): several losses and methods take a ``temperature``, so the message
+    must say which one to fix. ``receiver`` has no default so that no new caller can leave it out.
+    """
     if not value > 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
+        raise ValueError(f"{receiver}: {name} must be > 0, got {value!r}")
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float,
@@ -45,8 +50,8 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperat
         reduction: ``"batchmean"`` (default, as in the paper) or ``"none"`` for a per-sample ``[B]`` loss
             (used by instance-wise weighting).
     """
-    check_temperature(temperature)
-    check_logits_pair(student_logits, teacher_logits)
+    check_temperature(temperature, receiver="kd_loss")
+    check_logits_pair(student_logits, teacher_logits, what="kd_loss: logits")
     log_p_student = F.log_softmax(student_logits.float() / temperature, dim=-1)
     log_p_teacher = F.log_softmax(teacher_logits.detach().float() / temperature, dim=-1)
     per_sample = (log_p_teacher.exp() * (log_p_teacher - log_p_student)).sum(dim=-1) * temperature**2
@@ -54,7 +59,7 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperat
         return per_sample
     if reduction == "batchmean":
         return per_sample.mean()
-    raise ValueError(f"unknown reduction {reduction!r}; accepted: 'batchmean', 'none'")
+    raise ValueError(f"kd_loss: unknown reduction {reduction!r}; accepted: 'batchmean', 'none'")
 
 
 def distillation_objective(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
@@ -66,7 +71,9 @@ def distillation_objective(student_logits: torch.Tensor, teacher_logits: torch.T
     of a transfer set are distilled, not classified); the KD term reads every row.
     """
     if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must lie in [0, 1], got {alpha!r}")
+        raise ValueError(f"distillation_objective: alpha must lie in [0, 1], got {alpha!r}")
+    # checked here, not only inside kd_loss, so that the message names the function the caller called
+    check_temperature(temperature, receiver="distillation_objective")
     ce = labelled_cross_entropy(student_logits, labels)
     kd = kd_loss(student_logits, teacher_logits, temperature)
     return {"ce": ce, "kd": kd, "total": alpha * ce + (1.0 - alpha) * kd}

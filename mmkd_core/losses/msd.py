@@ -8,29 +8,33 @@ import torch.nn.functional as F
 
 from ..views import AUX_VIEWS, VIEWS, check_views
 from .ce import labelled_cross_entropy
-from .kd import check_logits_pair, kd_loss
+from .kd import check_logits_pair, check_temperature, kd_loss
 
 __all__ = ["VIEWS", "AUX_VIEWS", "check_msd_weights", "msd_loss"]
 
 
-def check_msd_weights(weights: Mapping, batch_size: int) -> None:
-    """Validate an MSD weight dict: exactly the keys ``AUX_VIEWS``, each a scalar or a ``[B]`` tensor."""
+def check_msd_weights(weights: Mapping, batch_size: int, receiver: str = "msd_loss") -> None:
+    """Validate an MSD weight dict: exactly the keys ``AUX_VIEWS``, each a scalar or a ``[B]`` tensor.
+
+    ``receiver`` (the function that was given ``weights``) starts every message.
+    """
     if not isinstance(weights, Mapping):
-        raise ValueError(f"weights: expected a dict keyed by {AUX_VIEWS}, got {type(weights).__name__}")
+        raise ValueError(f"{receiver}: weights: expected a dict keyed by {AUX_VIEWS}, got {type(weights).__name__}")
     unknown = [k for k in weights if k not in AUX_VIEWS]
     if unknown:
-        raise ValueError(f"weights has unknown key(s) {unknown}; expected exactly the auxiliary views {AUX_VIEWS}")
+        raise ValueError(f"{receiver}: weights has unknown key(s) {unknown}; expected exactly the auxiliary "
+                         f"views {AUX_VIEWS}")
     missing = [k for k in AUX_VIEWS if k not in weights]
     if missing:
-        raise ValueError(f"weights is missing auxiliary view(s) {missing}; expected keys {AUX_VIEWS} "
+        raise ValueError(f"{receiver}: weights is missing auxiliary view(s) {missing}; expected keys {AUX_VIEWS} "
                          f"(use 0.0 to switch a term off)")
     for view, w in weights.items():
         if isinstance(w, bool) or not isinstance(w, (int, float, torch.Tensor)):
-            raise ValueError(f"weights[{view!r}]: expected a python float, a 0-d tensor or a [B] = [{batch_size}] "
-                             f"tensor, got {type(w).__name__}")
+            raise ValueError(f"{receiver}: weights[{view!r}]: expected a python float, a 0-d tensor or a "
+                             f"[B] = [{batch_size}] tensor, got {type(w).__name__}")
         if isinstance(w, torch.Tensor) and not (w.dim() == 0 or tuple(w.shape) == (batch_size,)):
-            raise ValueError(f"weights[{view!r}]: expected a scalar (0-d) or a per-sample [B] = [{batch_size}] "
-                             f"tensor, got shape {tuple(w.shape)}")
+            raise ValueError(f"{receiver}: weights[{view!r}]: expected a scalar (0-d) or a per-sample "
+                             f"[B] = [{batch_size}] tensor, got shape {tuple(w.shape)}")
 
 
 def msd_loss(student_logits: Mapping[str, torch.Tensor], teacher_logits: Mapping[str, torch.Tensor],
@@ -52,7 +56,8 @@ def msd_loss(student_logits: Mapping[str, torch.Tensor], teacher_logits: Mapping
     the per-sample KD before the batch mean.
 
     Source: W. Jin, M. Sanjabi, S. Nie, L. Tan, X. Ren, H. Firooz, "Modality-specific Distillation", 2021
-    (MSD; only the abstract is in ``shared/papers``: the equation above is our reconstruction of it).
+    (MSD; only the abstract was available, so the equation above is our reconstruction of it: see
+    ``docs/references.md#msd-gaps-and-our-readings``).
 
     Args:
         student_logits, teacher_logits: dicts ``view -> [B, C]`` with at least the keys ``VIEWS``
@@ -67,17 +72,18 @@ def msd_loss(student_logits: Mapping[str, torch.Tensor], teacher_logits: Mapping
         ``ce``, ``kd_joint``, ``kd_text``, ``kd_image`` (unweighted batch means, for logging),
         ``weighted_text``, ``weighted_image`` (the terms as they enter the sum) and ``total``.
     """
-    check_views(student_logits, "student_logits")
-    check_views(teacher_logits, "teacher_logits")
+    check_temperature(temperature, receiver="msd_loss")
+    check_views(student_logits, "msd_loss: student_logits")
+    check_views(teacher_logits, "msd_loss: teacher_logits")
     for view in VIEWS:
-        check_logits_pair(student_logits[view], teacher_logits[view], what=f"logits of view {view!r}")
+        check_logits_pair(student_logits[view], teacher_logits[view], what=f"msd_loss: logits of view {view!r}")
     batch_size, _ = student_logits["joint"].shape
     for view in AUX_VIEWS:
         if student_logits[view].shape[0] != batch_size:
-            raise ValueError(f"view {view!r} has batch size {student_logits[view].shape[0]} but 'joint' has "
-                             f"{batch_size}; every view must hold the same examples")
+            raise ValueError(f"msd_loss: view {view!r} has batch size {student_logits[view].shape[0]} but "
+                             f"'joint' has {batch_size}; every view must hold the same examples")
     if labels.dim() != 1 or labels.shape[0] != batch_size:
-        raise ValueError(f"labels: expected a [B] = [{batch_size}] tensor of class indices, "
+        raise ValueError(f"msd_loss: labels: expected a [B] = [{batch_size}] tensor of class indices, "
                          f"got shape {tuple(labels.shape)}")
     check_msd_weights(weights, batch_size)
 

@@ -3,7 +3,7 @@
 Teacher: BEiT v2 [Peng et al. 2022] from timm. Student: a shallow ``transformers.Data2VecVisionModel``
 [Baevski et al. 2022] whose first k layers, at real scale, come from the pretrained
 ``facebook/data2vec-vision-base`` checkpoint: layers of a *different* pretrained model organised into
-the student, as the draft (``shared/papers/unimodal-vision-kd-data2vec.md``) argues.
+the student, as the draft (``docs/references.md#unimodal-vision-kd-draft``) argues.
 
 Two scales:
   * real scale: :func:`build_beit_teacher` with ``pretrained=True`` and

@@ -44,7 +44,8 @@ def register_method(name: str):
     style registries). The class's ``name`` attribute is set to ``name``."""
     def wrap(cls):
         if name in METHODS:
-            raise ValueError(f"method name {name!r} is already registered by {METHODS[name].__name__}")
+            raise ValueError(f"register_method: method name {name!r} is already registered by "
+                             f"{METHODS[name].__name__}")
         cls.name = name
         METHODS[name] = cls
         return cls
@@ -121,7 +122,8 @@ class ModalityDropoutCrossEntropy(Method):
 
     def __post_init__(self):
         if not 0.0 <= self.joint_probability <= 1.0:
-            raise ValueError(f"joint_probability must lie in [0, 1], got {self.joint_probability!r}")
+            raise ValueError(f"method {self.name!r}: joint_probability must lie in [0, 1], "
+                             f"got {self.joint_probability!r}")
 
     def step_losses(self, model, batch, teacher_logits):
         labels = batch["labels"]
@@ -147,8 +149,8 @@ class VanillaKD(Method):
 
     def __post_init__(self):
         if not 0.0 <= self.alpha <= 1.0:
-            raise ValueError(f"alpha must lie in [0, 1], got {self.alpha!r}")
-        check_temperature(self.temperature)
+            raise ValueError(f"method {self.name!r}: alpha must lie in [0, 1], got {self.alpha!r}")
+        check_temperature(self.temperature, receiver=f"method {self.name!r}")
 
     def step_losses(self, model, batch, teacher_logits):
         logits = _forward(model, batch, ("joint",)).logits["joint"]
@@ -181,10 +183,10 @@ class GramRelationKD(Method):
     has_gram_term = True
 
     def __post_init__(self):
-        check_temperature(self.temperature)
-        check_temperature(self.gram_temperature, "gram_temperature")
+        check_temperature(self.temperature, receiver=f"method {self.name!r}")
+        check_temperature(self.gram_temperature, "gram_temperature", receiver=f"method {self.name!r}")
         if self.gram_input == "features":
-            raise ValueError("gram_input='features' needs pooled teacher features: use "
+            raise ValueError(f"method {self.name!r}: gram_input='features' needs pooled teacher features: use "
                              "gram_input in ('logits', 'probs', 'log_probs', 'l2_normalized') with the "
                              "trainer's logit cache")
 
@@ -228,11 +230,14 @@ class ModalitySpecificKD(Method):
     teacher_views = VIEWS
 
     def __post_init__(self):
-        check_temperature(self.temperature)
-        check_temperature(self.gram_temperature, "gram_temperature")
+        check_temperature(self.temperature, receiver=f"method {self.name!r}")
+        check_temperature(self.gram_temperature, "gram_temperature", receiver=f"method {self.name!r}")
         # the scheme takes the settings it declares (text_weight / image_weight, instance_method, meta_*)
         settings = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        self.scheme = make_weighting(self.weighting, **settings)
+        try:
+            self.scheme = make_weighting(self.weighting, **settings)
+        except ValueError as error:  # the user passed these settings to this method, not to make_weighting
+            raise ValueError(f"method {self.name!r}: {error}") from None
         self.weight_log: list[dict[str, torch.Tensor]] = []
 
     def describe(self):
@@ -279,7 +284,8 @@ class ThreeViewCrossEntropyKD(GramRelationKD):
     def __post_init__(self):
         super().__post_init__()
         if self.lam != 0:
-            raise ValueError(f"ce3 is the Gram objective with lam = 0 (got lam={self.lam!r}); use method 'gram'")
+            raise ValueError(f"method {self.name!r} is the Gram objective with lam = 0 (got lam={self.lam!r}); "
+                             "use method 'gram'")
 
 
 @register_method("msd_gram")
@@ -293,13 +299,14 @@ class ModalitySpecificGramKD(ModalitySpecificKD):
     def __post_init__(self):
         super().__post_init__()
         if not self.gram_lam > 0:
-            raise ValueError(f"msd_gram needs gram_lam > 0 (got {self.gram_lam!r}); use method 'msd' without it")
+            raise ValueError(f"method {self.name!r} needs gram_lam > 0 (got {self.gram_lam!r}); "
+                             "use method 'msd' without it")
 
 
 def make_method(name: str, **kwargs) -> Method:
     """Build a registered method by name (see :data:`METHODS`); unknown names and arguments list the known ones."""
     if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; registered: {sorted(METHODS)}")
+        raise ValueError(f"make_method: unknown method {name!r}; registered: {sorted(METHODS)}")
     try:
         return METHODS[name](**kwargs)
     except TypeError as error:

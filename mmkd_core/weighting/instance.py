@@ -64,7 +64,8 @@ def _normalization(normalize: bool | str) -> str:
     if normalize is False:
         return "none"
     if normalize not in NORMALIZATIONS:
-        raise ValueError(f"unknown normalize {normalize!r}; accepted: True, False, {NORMALIZATIONS}")
+        raise ValueError(f"instance_weights: unknown normalize {normalize!r}; accepted: True, False, "
+                         f"{NORMALIZATIONS}")
     return normalize
 
 
@@ -88,18 +89,18 @@ def instance_weights(teacher_logits: Mapping[str, torch.Tensor], labels: torch.T
         Detached float tensors, one ``[B]`` per auxiliary view.
     """
     if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; accepted: {METHODS}")
+        raise ValueError(f"instance_weights: unknown method {method!r}; accepted: {METHODS}")
     if divergence not in DIVERGENCES:
-        raise ValueError(f"unknown divergence {divergence!r}; accepted: {DIVERGENCES}")
-    check_temperature(temperature)
+        raise ValueError(f"instance_weights: unknown divergence {divergence!r}; accepted: {DIVERGENCES}")
+    check_temperature(temperature, receiver="instance_weights")
     norm = _normalization(normalize)
-    check_views(teacher_logits, "teacher_logits")
+    check_views(teacher_logits, "instance_weights: teacher_logits")
     shape = teacher_logits["joint"].shape
     for view in VIEWS:
         t = teacher_logits[view]
         if t.dim() != 2 or t.shape != shape:
-            raise ValueError(f"teacher_logits[{view!r}]: expected [B, C] = {tuple(shape)} like 'joint', "
-                             f"got {tuple(t.shape)}")
+            raise ValueError(f"instance_weights: teacher_logits[{view!r}]: expected [B, C] = {tuple(shape)} "
+                             f"like 'joint', got {tuple(t.shape)}")
     log_p = {v: F.log_softmax(teacher_logits[v].detach().float() / temperature, dim=-1) for v in VIEWS}
 
     if method == "saliency":
@@ -108,7 +109,8 @@ def instance_weights(teacher_logits: Mapping[str, torch.Tensor], labels: torch.T
     else:
         if labels is None or labels.dim() != 1 or labels.shape[0] != shape[0]:
             got = None if labels is None else tuple(labels.shape)
-            raise ValueError(f"method='confidence' needs labels of shape [B] = [{shape[0]}], got {got}")
+            raise ValueError(f"instance_weights: method='confidence' needs labels of shape [B] = [{shape[0]}], "
+                             f"got {got}")
         idx = fill_unlabelled(labels.long(), teacher_logits["joint"]).unsqueeze(1)
         scores = {m: log_p[m].gather(1, idx).squeeze(1).exp() for m in AUX_VIEWS}
 

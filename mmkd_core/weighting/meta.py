@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from ..losses.ce import fill_unlabelled
-from ..losses.kd import kd_loss
+from ..losses.kd import check_temperature, kd_loss
 from ..views import AUX_VIEWS, check_views
 
 __all__ = ["FEATURE_NAMES", "OUTPUTS", "weight_features", "WeightNet", "FunctionalStudent", "joint_ce_meta_loss",
@@ -51,8 +51,9 @@ def weight_features(student_logits: Mapping[str, torch.Tensor], teacher_logits: 
     the teacher's confidence in the true label :math:`p^t_v(y)` for the text, image and joint views (on an
     unlabelled row, in the teacher's joint prediction).
     """
-    check_views(student_logits, "student_logits")
-    check_views(teacher_logits, "teacher_logits")
+    check_temperature(temperature, receiver="weight_features")
+    check_views(student_logits, "weight_features: student_logits")
+    check_views(teacher_logits, "weight_features: teacher_logits")
     # unlabelled rows of a transfer set: the teacher's own prediction stands in for the label
     idx = fill_unlabelled(labels.long(), teacher_logits["joint"]).unsqueeze(1)
     cols = [torch.log1p(kd_loss(student_logits[m].detach(), teacher_logits[m], temperature, reduction="none"))
@@ -74,7 +75,7 @@ class WeightNet(nn.Module):
     def __init__(self, in_features: int = len(FEATURE_NAMES), hidden: int = 32, output: str = "2sigmoid"):
         super().__init__()
         if output not in OUTPUTS:
-            raise ValueError(f"unknown output {output!r}; accepted: {OUTPUTS}")
+            raise ValueError(f"WeightNet: unknown output {output!r}; accepted: {OUTPUTS}")
         self.output = output
         self.hidden = nn.Linear(in_features, hidden)
         self.head = nn.Linear(hidden, len(AUX_VIEWS))
@@ -108,7 +109,8 @@ class FunctionalStudent:
 def joint_ce_meta_loss(student_outputs: Mapping[str, torch.Tensor], batch: Any) -> torch.Tensor:
     """Default meta loss: plain CE of the joint view against ``batch["labels"]``."""
     if not isinstance(batch, Mapping) or "labels" not in batch:
-        raise ValueError("the default meta loss reads batch['labels']; pass meta_loss_fn for other batch types")
+        raise ValueError("joint_ce_meta_loss: the default meta loss reads batch['labels']; pass meta_loss_fn "
+                         "for other batch types")
     return F.cross_entropy(student_outputs["joint"].float(), batch["labels"])
 
 
@@ -146,7 +148,7 @@ def meta_step(student: nn.Module, weight_net: WeightNet, weight_optimizer: torch
         ``backward(retain_graph=True)``), so a later ``backward`` through it works.
     """
     if not inner_lr > 0:
-        raise ValueError(f"inner_lr must be > 0, got {inner_lr!r}")
+        raise ValueError(f"meta_step: inner_lr must be > 0, got {inner_lr!r}")
     trainable = [(n, p) for n, p in student.named_parameters() if p.requires_grad]
     if not trainable:
         raise ValueError("meta_step: the student has no parameter with requires_grad=True to take a virtual step on")
@@ -185,7 +187,7 @@ class MetaReweighter:
                  forward_fn: ForwardFn, loss_fn: LossFn, features_fn: FeaturesFn, inner_lr: float,
                  meta_loss_fn: MetaLossFn = joint_ce_meta_loss):
         if not inner_lr > 0:
-            raise ValueError(f"inner_lr must be > 0, got {inner_lr!r}")
+            raise ValueError(f"MetaReweighter: inner_lr must be > 0, got {inner_lr!r}")
         self.student, self.weight_net, self.weight_optimizer = student, weight_net, weight_optimizer
         self.forward_fn, self.loss_fn, self.features_fn = forward_fn, loss_fn, features_fn
         self.meta_loss_fn, self.inner_lr = meta_loss_fn, inner_lr

@@ -51,13 +51,16 @@ def select_population_weights(results: Sequence[tuple[Mapping[str, float], float
     best_key, best = None, None
     for i, item in enumerate(results):
         if not (isinstance(item, (tuple, list)) and len(item) == 2):
-            raise ValueError(f"results[{i}]: expected a (weights, val_score) pair, got {item!r}")
+            raise ValueError(f"select_population_weights: results[{i}]: expected a (weights, val_score) pair, "
+                             f"got {item!r}")
         weights, score = item
         if not isinstance(weights, Mapping) or set(weights) != set(AUX_VIEWS):
-            raise ValueError(f"results[{i}]: expected weights with keys {AUX_VIEWS}, got {weights!r}")
+            raise ValueError(f"select_population_weights: results[{i}]: expected weights with keys {AUX_VIEWS}, "
+                             f"got {weights!r}")
         score = float(score)
         if math.isnan(score):
-            raise ValueError(f"results[{i}]: validation score is NaN for weights {dict(weights)}")
+            raise ValueError(f"select_population_weights: results[{i}]: validation score is NaN for weights "
+                             f"{dict(weights)}")
         w_t, w_i = float(weights["text"]), float(weights["image"])
         key = (-score if higher_is_better else score, w_t + w_i, w_t)
         if best_key is None or key < best_key:

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from ..data.batches import iterate_batches
+from ..losses.kd import check_temperature
 from .instance import METHODS, instance_weights  # METHODS: the instance weights' methods (saliency, confidence)
 from .meta import MetaReweighter, WeightNet, weight_features
 
@@ -72,8 +73,10 @@ class InstanceWeighting(WeightingScheme):
     instance_method: str = "saliency"
 
     def __post_init__(self):
+        check_temperature(self.temperature, receiver=f"weighting {self.name!r}")
         if self.instance_method not in METHODS:
-            raise ValueError(f"unknown instance_method {self.instance_method!r}; accepted: {list(METHODS)}")
+            raise ValueError(f"weighting {self.name!r}: unknown instance_method {self.instance_method!r}; "
+                             f"accepted: {list(METHODS)}")
 
     def weights(self, model, batch, teacher_logits, student_logits) -> Weights:
         return instance_weights(teacher_logits, batch["labels"], method=self.instance_method,
@@ -94,8 +97,9 @@ class MetaWeighting(WeightingScheme):
     meta_every: int = 1
 
     def __post_init__(self):
+        check_temperature(self.temperature, receiver=f"weighting {self.name!r}")
         if isinstance(self.meta_every, bool) or not isinstance(self.meta_every, int) or self.meta_every < 1:
-            raise ValueError(f"meta_every must be an integer >= 1, got {self.meta_every!r}")
+            raise ValueError(f"weighting {self.name!r}: meta_every must be an integer >= 1, got {self.meta_every!r}")
         self._reweighter, self._meta_batches, self._steps = None, None, 0
 
     def setup(self, *, model, accelerator, meta_data, config, forward: Forward, objective: Objective) -> None:
