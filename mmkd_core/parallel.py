@@ -8,6 +8,8 @@ from __future__ import annotations
 import concurrent.futures
 import multiprocessing
 import os
+import signal
+import threading
 from typing import Any, Callable, Iterable
 
 
@@ -22,9 +24,59 @@ def default_workers() -> int:
     return max(1, cores or os.cpu_count() or 1)
 
 
-def process_pool(workers: int, **options) -> concurrent.futures.ProcessPoolExecutor:
-    """A pool of ``workers`` spawned processes (``options``: ``initializer``, ``initargs``, ...)."""
-    return concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), **options)
+def process_pool(workers: int, initializer: Callable | None = None, initargs: tuple = (),
+                 **options) -> concurrent.futures.ProcessPoolExecutor:
+    """A pool of ``workers`` spawned processes; ``initializer(*initargs)`` runs in each as it starts.
+
+    Workers ignore Ctrl-C (SIGINT). A terminal's Ctrl-C, and Jupyter when it interrupts or shuts down a kernel,
+    signal the whole process group; a worker that took the signal would die printing
+    ``Process SpawnProcess-N: Traceback ... KeyboardInterrupt`` after a run that worked. The parent alone
+    handles the interrupt: it closes the pool (:func:`stop_pool`), which ends the workers without a word.
+    """
+    return concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                                  initializer=_start_worker, initargs=(initializer, initargs),
+                                                  **options)
+
+
+def _start_worker(initializer: Callable | None, initargs: tuple) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if initializer is not None:
+        initializer(*initargs)
+
+
+def submit_all(pool: concurrent.futures.ProcessPoolExecutor, function: Callable,
+               items: Iterable) -> dict[concurrent.futures.Future, int]:
+    """``{future: position}`` of ``function(item)`` for every item, submitted to ``pool``.
+
+    The pool starts its workers here, on submission. A worker still importing torch when the process group
+    gets SIGINT would print a traceback before :func:`_start_worker` could ignore the signal, so the workers
+    are started with SIGINT ignored from birth: an ignored signal stays ignored across the exec of a spawned
+    process. The main process ignores it for the few milliseconds this takes (a Ctrl-C then is lost; press again).
+    """
+    ignore = threading.current_thread() is threading.main_thread()  # signal handlers belong to the main thread
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if ignore else None
+    try:
+        return {pool.submit(function, item): i for i, item in enumerate(items)}
+    finally:
+        if ignore:
+            signal.signal(signal.SIGINT, previous)
+
+
+def stop_pool(pool: concurrent.futures.ProcessPoolExecutor, interrupted: bool = False) -> None:
+    """Shut ``pool`` down: finish quietly, or, when the caller was ``interrupted``, drop the queued jobs and
+    terminate the workers at once (they ignore SIGINT, so a run in progress would otherwise hold the exit)."""
+    if not interrupted:
+        pool.shutdown(wait=True, cancel_futures=True)
+        return
+    # ProcessPoolExecutor has no public "kill": its worker processes are reached through _processes (stable
+    # since Python 3.2); SIGTERM ends a worker without a traceback.
+    processes = list(getattr(pool, "_processes", {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join(timeout=10)
 
 
 def parallel_map(function: Callable, items: Iterable, workers: int | None = None,
@@ -43,11 +95,16 @@ def parallel_map(function: Callable, items: Iterable, workers: int | None = None
             if on_result is not None:
                 on_result(item, results[i])
         return results
-    with process_pool(workers) as pool:
-        futures = {pool.submit(function, item): i for i, item in enumerate(items)}
+    pool = process_pool(workers)
+    try:
+        futures = submit_all(pool, function, items)
         for future in concurrent.futures.as_completed(futures):
             i = futures[future]
             results[i] = future.result()
             if on_result is not None:
                 on_result(items[i], results[i])
+    except BaseException:
+        stop_pool(pool, interrupted=True)  # an error or Ctrl-C: leave no worker running on
+        raise
+    stop_pool(pool)
     return results

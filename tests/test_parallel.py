@@ -15,3 +15,71 @@ def test_parallel_map_keeps_input_order_and_reports_each_result(workers):
 def test_parallel_map_of_nothing_starts_no_worker():
     assert parallel_map(abs, [], workers=4) == []
     assert default_workers() >= 1
+
+
+# ------------------------------------------------------------------------------------------ quiet shutdown
+# A grid as a notebook runs one, in a child process of its own session (so the signals below reach it and its
+# workers, never pytest). Its pool stays alive after the grid, as run_grid keeps it for the next grid.
+GRID_SCRIPT = r'''
+import os, signal, sys, time
+from mmkd_core import runs
+from mmkd_core.experiments import ExperimentConfig, setup
+
+tiny = {"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64}
+steps = 6 if sys.argv[1] != "interrupt" else 10**6  # the interrupted grid would run for hours
+config = ExperimentConfig.preset("fast", "ve", dataset_options={"n_train": 96, "n_validation": 48, "n_test": 48},
+                                 n_labelled=32, teacher_overrides=tiny, student_overrides=tiny, batch_size=32,
+                                 student_max_steps=steps, student_eval_every=3, student_patience=None)
+experiment = setup(config, progress=False)
+specs = [{"label": "CE", "method": "ce"}]
+if sys.argv[1] == "group_signal":
+    runs.run_grid(specs, [0, 1], config, experiment.data, experiment.cache, workers=2, use_cache=False)
+    # Jupyter interrupting or shutting down the kernel signals the whole process group, idle workers included
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.killpg(os.getpgid(0), signal.SIGINT)
+    time.sleep(2)
+    print("done", flush=True)
+elif sys.argv[1] == "interrupt":
+    print("grid starts", flush=True)
+    try:
+        runs.run_grid(specs, [0, 1], config, experiment.data, experiment.cache, workers=2, use_cache=False)
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+        sys.exit(130)
+'''
+
+
+def _grid_process(mode: str, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    environment = {**os.environ, "MMKD_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": os.pathsep.join(
+        [str(Path(__file__).resolve().parents[1]), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    return subprocess.Popen([sys.executable, "-c", GRID_SCRIPT, mode], env=environment, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def test_a_grid_and_its_idle_pool_take_a_group_signal_without_a_traceback(tmp_path):
+    process = _grid_process("group_signal", tmp_path)
+    stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr[-3000:]
+    assert "done" in stdout
+    assert "Traceback" not in stderr, stderr[-3000:]
+
+
+def test_an_interrupted_grid_stops_its_workers_without_a_traceback(tmp_path):
+    import os
+    import signal
+    import time
+
+    process = _grid_process("interrupt", tmp_path)
+    assert process.stdout.readline().strip() == "grid starts"
+    time.sleep(15)  # the workers have started (spawn + imports take ~5 s) and are training
+    os.killpg(process.pid, signal.SIGINT)  # Ctrl-C in a terminal: the whole foreground group
+    started = time.perf_counter()
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130 and "interrupted" in stdout, stderr[-3000:]
+    assert time.perf_counter() - started < 60, "the workers held the exit"
+    assert "Traceback" not in stderr, stderr[-3000:]

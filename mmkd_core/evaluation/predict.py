@@ -11,6 +11,7 @@ from sklearn.metrics import roc_auc_score
 from tqdm.auto import tqdm
 
 from ..data.batches import iterate_batches
+from ..determinism import fixed_cpu_threads
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "pixel_values")
 
@@ -43,13 +44,16 @@ def eval_mode(model: torch.nn.Module):
 
 def predict(model, dataset, views: Iterable[str] = ("joint",), batch_size: int = 512, progress: bool = False,
             with_pooled: bool = False, description: str = "predict") -> dict[str, Any]:
-    """Logits (and pooled features) of ``model`` on every row of ``dataset``, per view, on the CPU."""
+    """Logits (and pooled features) of ``model`` on every row of ``dataset``, per view, on the CPU.
+
+    On a CPU it computes on one thread (:mod:`mmkd_core.determinism`): a reported accuracy or a cached teacher
+    output is then the same in a notebook's kernel and in a one-thread worker."""
     views = tuple(views)
     device = next(model.parameters()).device
     logits: dict[str, list] = {v: [] for v in views}
     pooled: dict[str, list] = {v: [] for v in views}
     labels = []
-    with eval_mode(model):
+    with eval_mode(model), fixed_cpu_threads(device):
         for batch in tqdm(iterate_batches(dataset, batch_size, shuffle=False), desc=description,
                           disable=not progress, leave=False):
             with autocast_for(device):

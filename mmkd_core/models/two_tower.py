@@ -44,11 +44,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..determinism import CACHED_COMPUTATION_THREADS, fixed_cpu_threads
 from ..views import VIEWS
 from . import pretrained
 from .multimodal import MultimodalOutput
 
-FEATURES_VERSION = 1  # bump when the feature computation changes, so old caches are not reused
+# Bump when the feature computation changes, so old caches are not reused. 2: computed on one CPU thread wherever
+# they are computed (version 1 depended on the computing process's thread count; mmkd_core.determinism).
+FEATURES_VERSION = 2
 
 
 # --------------------------------------------------------------------------------------- tower features
@@ -156,12 +159,13 @@ def tower_features(rows, input_size: int = 128, grid: int = 2, root: str | Path 
                                    mean=pretrained.IMAGE_MEAN, std=pretrained.IMAGE_STD)
     start = time.perf_counter()
     texts, images, labels = [], [], []
-    for begin in range(0, len(rows), 512):
-        chunk = rows[begin:begin + 512]
-        images.append(pretrained.embed_images(processor.encode_images(chunk["image"]), image_model,
-                                              input_size=input_size, grid=grid, batch_size=batch_size))
-        texts.append(pretrained.embed_texts(chunk["text"], text_model, tokenizer))
-        labels.append(torch.tensor(chunk["label"], dtype=torch.long))
+    with fixed_cpu_threads(next(image_model.parameters()).device):
+        for begin in range(0, len(rows), 512):
+            chunk = rows[begin:begin + 512]
+            images.append(pretrained.embed_images(processor.encode_images(chunk["image"]), image_model,
+                                                  input_size=input_size, grid=grid, batch_size=batch_size))
+            texts.append(pretrained.embed_texts(chunk["text"], text_model, tokenizer))
+            labels.append(torch.tensor(chunk["label"], dtype=torch.long))
     seconds = time.perf_counter() - start
     features = TowerFeatures(torch.cat(texts), torch.cat(images), torch.cat(labels), data_key, towers_key, seconds)
     if cache:
@@ -170,7 +174,8 @@ def tower_features(rows, input_size: int = 128, grid: int = 2, root: str | Path 
         save_file({"text": features.text.contiguous(), "image": features.image.half().contiguous(),
                    "labels": features.labels.contiguous()}, str(path),
                   metadata={"data_key": data_key, "towers_key": towers_key, "seconds": f"{seconds:.3f}",
-                            "input_size": str(input_size), "grid": str(grid)})
+                            "input_size": str(input_size), "grid": str(grid), "torch": torch.__version__,
+                            "cpu_threads": str(CACHED_COMPUTATION_THREADS), "version": str(FEATURES_VERSION)})
         features.image = features.image.half().float()  # the same values a later cache hit returns
     return features
 
@@ -261,8 +266,9 @@ class FusionHead(nn.Module):
         """Eval-mode logits and pooled features per view on every row of ``features``."""
         was_training = self.training
         self.eval()
-        parts = [self(features.text[i:i + batch_size], features.image[i:i + batch_size], views)
-                 for i in range(0, len(features), batch_size)]
+        with fixed_cpu_threads(self.classifier.weight.device):
+            parts = [self(features.text[i:i + batch_size], features.image[i:i + batch_size], views)
+                     for i in range(0, len(features), batch_size)]
         self.train(was_training)
         return MultimodalOutput(logits={v: torch.cat([p.logits[v] for p in parts]) for v in views},
                                 pooled={v: torch.cat([p.pooled[v] for p in parts]) for v in views})
@@ -325,7 +331,9 @@ def train_fusion_head(train: TowerFeatures, validation: TowerFeatures, num_label
     return FusionFit(head, fusion, best_epoch, best_accuracy, history, time.perf_counter() - start)
 
 
-FIT_VERSION = 1  # bump when train_fusion_head changes, so old cached heads are not reused
+# Bump when train_fusion_head changes, so old cached heads are not reused. 2: trained on one CPU thread wherever
+# it trains (mmkd_core.determinism).
+FIT_VERSION = 2
 
 
 def fit_two_tower_teacher(train: TowerFeatures, validation: TowerFeatures, num_labels: int,
@@ -345,8 +353,9 @@ def fit_two_tower_teacher(train: TowerFeatures, validation: TowerFeatures, num_l
         cached = _load_fit(folder)
         if cached is not None:
             return cached
-    fits = {fusion: train_fusion_head(train, validation, num_labels, fusion=fusion, seed=seed, **train_options)
-            for fusion in fusions}
+    with fixed_cpu_threads("cpu"):  # the head trains on the cached features, which live on the CPU
+        fits = {fusion: train_fusion_head(train, validation, num_labels, fusion=fusion, seed=seed, **train_options)
+                for fusion in fusions}
     best = max(fits.values(), key=lambda fit: fit.validation_accuracy)
     best.candidates = {fusion: fit.validation_accuracy for fusion, fit in fits.items()}
     if cache:
