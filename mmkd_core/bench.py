@@ -7,7 +7,9 @@ Measured in one run, side by side, on the machine at hand (CPU always; CUDA with
 * the training loop as the notebooks run it (:func:`mmkd_core.training.trainer.train`, validation every
   ``eval_every`` steps included) against a bare loop of forward + backward + AdamW step on the same model
   and the same batches, as samples per second;
-* inference throughput of a 2-layer student against a 12-layer teacher **of equal width**.
+* inference throughput of a 2-layer student against a 12-layer teacher **of equal width**;
+* per step kind, the FLOPs of one step (``torch.utils.flop_counter``), the FLOP/s it achieves, and their fraction of
+  the device's measured peak (a large float32 matmul; bf16 listed beside it).
 
 Targets from the issue tracker: cached-KD step ≤ 1.1× the plain step; three-view steps ≤ 2.0× (the token
 count of a joint pass plus one packed unimodal pass); trainer ≥ 0.85× the bare loop; 2-layer student ≥ 5×
@@ -67,6 +69,37 @@ def time_steps(student, method, batches, teacher_cache, teacher, accelerator, re
         if i:
             times.append(time.perf_counter() - start)
     return times
+
+
+def step_flops(student, method, batch, teacher_cache, teacher, accelerator) -> int:
+    """Floating-point operations of one optimisation step (forward, backward, optimiser), counted by
+    ``torch.utils.flop_counter`` from the operators the step dispatches (matmuls, convolutions, attention:
+    the operators it has formulas for; element-wise work is not counted, so the count is a lower bound)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    optimizer = make_optimizer(student, TrainConfig(lr=1e-4))
+    batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+    with FlopCounterMode(display=False) as counter:
+        out = teacher_outputs(method, batch, teacher_cache, teacher, accelerator)
+        optimisation_step(student, method, batch, out, optimizer, accelerator)
+    return int(counter.get_total_flops())
+
+
+def matmul_peak(dtype: torch.dtype, device: torch.device, size: int = 2048, repeats: int = 5) -> float:
+    """FLOP/s of a large square matmul in ``dtype`` on ``device``, best of ``repeats``: the most this device's
+    cores deliver on the operation a transformer step is made of, the ceiling a step's FLOP/s is set against."""
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
+    seconds = []
+    for _ in range(repeats + 1):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        torch.mm(a, b)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds.append(time.perf_counter() - start)
+    return 2 * size ** 3 / min(seconds[1:])  # the first call warms the kernels up and is not counted
 
 
 def bare_loop_seconds(model, data, config: TrainConfig, steps: int) -> float:
@@ -143,11 +176,20 @@ def run(batch_size: int = 128, repeats: int = 10, width: int = 96, teacher_layer
         method.setup(model=student, accelerator=accelerator, meta_data=None, config=None)
         times = time_steps(student, method, batches, cache if source == "cache" else None,
                            teacher if source == "live" else None, accelerator, repeats)
+        flops = step_flops(student, method, batches[0], cache if source == "cache" else None,
+                           teacher if source == "live" else None, accelerator)
         rows.append({"step": label, "median ms": 1000 * statistics.median(times),
-                     "min ms": 1000 * min(times), "steps timed": len(times)})
+                     "min ms": 1000 * min(times), "steps timed": len(times), "GFLOP per step": flops / 1e9,
+                     "GFLOP/s": flops / 1e9 / statistics.median(times)})
     steps = pd.DataFrame(rows)
     plain = steps.loc[steps["step"] == "plain CE", "median ms"].item()
     steps["× plain CE"] = steps["median ms"] / plain
+    # The steps run in float32 here (the bench's accelerator is built with the default precision): their ceiling
+    # is the float32 matmul; the bf16 peak is listed beside it for the students' bf16 setting.
+    peak_fp32 = matmul_peak(torch.float32, accelerator.device) / 1e9
+    steps["peak GFLOP/s (fp32 matmul)"] = peak_fp32
+    steps["peak GFLOP/s (bf16 matmul)"] = matmul_peak(torch.bfloat16, accelerator.device) / 1e9
+    steps["fraction of fp32 peak"] = steps["GFLOP/s"] / peak_fp32
     steps["device"] = device_name()
 
     student = build_multimodal_model(data.num_labels, len(tokenizer), "student", seed=0, **student_kwargs)

@@ -1,11 +1,12 @@
 """Every notebook's training step as a script, for ``accelerate launch`` on several GPUs or nodes.
 
-    python -m mmkd_core.run student --config my.yaml --method kd --seeds 0 1 2 --out reports/runs/kd
-    accelerate launch --num_processes 8 -m mmkd_core.run student --config my.yaml --method msd \
-        --method-kwargs '{"weighting": "instance"}' --out reports/runs/msd
+    .venv/bin/python -m mmkd_core.run student --config configs/student_example.yaml --method kd --seeds 0 1 2
+    .venv/bin/accelerate launch --num_processes 8 -m mmkd_core.run student --config configs/student_example.yaml \
+        --method msd --method-kwargs '{"weighting": "instance"}' --data transfer --out reports/_scratch/runs/msd
 
 ``--config`` is a YAML file of :class:`mmkd_core.experiments.ExperimentConfig` fields (dataset, data_root,
-sizes, epochs...). Experiments:
+sizes, epochs...; ``configs/`` holds commented examples). ``--set FIELD=VALUE`` overrides the file's
+fields and may be given more than once (a later value of a field wins). Experiments:
 
 * ``teacher``: train (or load) the experiment's teacher and print its metrics;
 * ``student``: the teacher (cached), its output cache, then one student per seed with ``--method``.
@@ -16,6 +17,9 @@ sizes, epochs...). Experiments:
 
 Results use the notebooks' format: ``runs.csv`` (one row per seed, same columns as ``*_runs.csv`` in
 ``reports/tables``) and, per seed, ``steps.csv`` / ``evaluations.csv`` / ``run.json`` and a safetensors checkpoint.
+They go to ``--out``, by default ``reports/_scratch/runs/<experiment>/`` (``reports/_fast/runs/...`` with
+``MMKD_FAST=1``): like every run outside ``make reproduce``, a script never writes ``reports/`` itself (see
+:func:`default_out`). Teachers and their output caches go to ``data/checkpoints`` as in the notebooks.
 Only the main process writes; every process prints a checksum of its final weights so a multi-process run
 can be checked for agreement (``rank <r> weights <sha1>``).
 """
@@ -33,6 +37,7 @@ from accelerate import PartialState
 
 from .experiments import (STUDENT_DATA, ExperimentConfig, get_teacher, get_teacher_cache, prepare_data, run_student,
                           split_metrics)
+from .reporting import REPO_ROOT, default_reports_dir
 from .results import rows_frame
 from .training.cache import weights_fingerprint
 
@@ -55,6 +60,20 @@ def load_config(path: str | None, overrides: list[str]) -> ExperimentConfig:
     return ExperimentConfig(**fields)
 
 
+def default_out(experiment: str) -> Path:
+    """``reports/_scratch/runs/<experiment>`` (``reports/_fast/runs/<experiment>`` with ``MMKD_FAST=1``).
+
+    The scratch folder every run by hand writes to (:func:`mmkd_core.reporting.default_reports_dir`). That
+    function answers ``reports/`` itself inside ``make reproduce`` (``MMKD_REPRODUCE=1``), which never starts
+    this script: a shell that inherited the variable still gets the scratch folder, so ``reports/`` keeps
+    only what the reproduction wrote.
+    """
+    folder = default_reports_dir()
+    if folder == REPO_ROOT / "reports":
+        folder = folder / "_scratch"
+    return folder / "runs" / experiment
+
+
 def announce_weights(state, model, label: str = "") -> None:
     """Print ``rank <r> <label>weights <sha1>`` so a multi-process run can be checked for agreement.
 
@@ -65,21 +84,26 @@ def announce_weights(state, model, label: str = "") -> None:
     sys.stdout.flush()
 
 
-def main(argv: list[str] | None = None) -> int:
+def argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("experiment", choices=EXPERIMENTS)
     parser.add_argument("--config", default=None, help="YAML file of ExperimentConfig fields")
-    parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="override config fields")
+    parser.add_argument("--set", nargs="*", action="extend", default=[], metavar="FIELD=VALUE",
+                        help="override config fields (repeatable; a later value of a field wins)")
     parser.add_argument("--method", default="kd")
     parser.add_argument("--method-kwargs", default="{}", help="JSON dict of method parameters")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--data", choices=STUDENT_DATA, default="labelled",
                         help="the student's rows: the labelled ones, or the transfer set (labels hidden after n_labelled)")
-    parser.add_argument("--out", default=None, help="output folder (default: reports/runs/<experiment>)")
-    args = parser.parse_args(argv)
+    parser.add_argument("--out", default=None, help="output folder (default: reports/_scratch/runs/<experiment>)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = argument_parser().parse_args(argv)
 
     state = PartialState(cpu=not torch.cuda.is_available())  # CPU-only: gloo across processes
-    out = Path(args.out or Path("reports") / "runs" / args.experiment)
+    out = Path(args.out) if args.out else default_out(args.experiment)
     if args.experiment == "vision":
         return run_vision(args, state, out)
     config = load_config(args.config, args.set)

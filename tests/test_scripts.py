@@ -1,6 +1,7 @@
 """The script entry points: multi-process runs (torch.distributed, gloo), reproduce's plan and index, summary."""
 import os
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -9,27 +10,68 @@ import pandas as pd
 import pytest
 
 from mmkd_core import reproduce, results
-from mmkd_core.run import load_config
+from mmkd_core.reporting import REPO_ROOT
+from mmkd_core.run import default_out, load_config
 
-TINY = ['dataset_options={"task": "nlvr", "n_train": 96, "n_validation": 48, "n_test": 48}',
-        "teacher_epochs=1", "student_max_steps=4", "student_eval_every=2", "batch_size=24", "n_labelled=48",
-        'teacher_overrides={"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64}',
-        'student_overrides={"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64}']
+# --set values that shrink a student experiment to seconds: one teacher epoch, 4 student steps, 32-wide models
+TOY_SIZES = ["teacher_epochs=1", "student_max_steps=4", "student_eval_every=2", "batch_size=24",
+             'teacher_overrides={"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64}',
+             'student_overrides={"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64}']
+TOY_SHAPES_SPLITS = {"n_train": 96, "n_validation": 48, "n_test": 48}
+TINY = ['dataset_options={"task": "nlvr", "n_train": 96, "n_validation": 48, "n_test": 48}', "n_labelled=48",
+        *TOY_SIZES]
+
+
+def free_port() -> int:
+    """A port nobody listens on now: torchrun's rendezvous, so that concurrent test runs do not meet."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def run_script(command: list[str], tmp_path: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run a script from the repository root as a user would, in the small setting (``MMKD_FAST=1``), with
+    its data under ``tmp_path`` and one thread a process; it must succeed without printing a traceback."""
+    environment = {**os.environ, "MMKD_FAST": "1", "MMKD_DATA_DIR": str(tmp_path / "data"), "OMP_NUM_THREADS": "1",
+                   "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    environment.pop("MMKD_REPRODUCE", None)
+    done = subprocess.run(command, cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, f"{command}\nfailed:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
+    assert "Traceback" not in done.stderr, f"{command}\nprinted a traceback:\n{done.stderr[-5000:]}"
+    return done
+
+
+def assert_ranks_agree(stdout: str, seeds: list[int], processes: int) -> None:
+    """Every process printed ``rank <r> seed <s> weights <sha1>`` for every seed, the same checksum on all ranks."""
+    for seed in seeds:
+        checksums = dict(re.findall(rf"rank (\d+) seed {seed} weights (\w+)", stdout))
+        assert set(checksums) == {str(rank) for rank in range(processes)}, stdout[-3000:]
+        assert len(set(checksums.values())) == 1, f"seed {seed}: the ranks disagree: {checksums}"
 
 
 def test_two_processes_train_the_same_student(tmp_path):
     """torchrun with 2 CPU processes (gloo): both ranks end with identical weights; rank 0 writes runs.csv."""
-    env = {**os.environ, "MMKD_DATA_DIR": str(tmp_path / "data"), "OMP_NUM_THREADS": "1"}
     torchrun = Path(sys.executable).parent / "torchrun"
-    command = [str(torchrun), "--nproc_per_node", "2", "--master_port", "29561", "-m", "mmkd_core.run", "student",
-               "--set", *TINY, "--method", "kd", "--data", "transfer", "--seeds", "0", "--out", str(tmp_path / "out")]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    checksums = dict(re.findall(r"rank (\d) seed 0 weights (\w+)", done.stdout))
-    assert set(checksums) == {"0", "1"} and checksums["0"] == checksums["1"], done.stdout[-3000:]
+    command = [str(torchrun), "--nproc_per_node", "2", "--master_port", str(free_port()), "-m", "mmkd_core.run",
+               "student", "--set", *TINY, "--method", "kd", "--data", "transfer", "--seeds", "0",
+               "--out", str(tmp_path / "out")]
+    done = run_script(command, tmp_path)
+    assert_ranks_agree(done.stdout, [0], processes=2)
     runs = pd.read_csv(tmp_path / "out" / "runs.csv")
     assert list(runs["method"]) == ["kd"] and 0.0 <= runs["test/accuracy"].item() <= 1.0
     assert (tmp_path / "out" / "seed0" / "checkpoint" / "model.safetensors").exists()
+
+
+def test_script_runs_write_to_the_scratch_folder_by_default(monkeypatch):
+    """Without --out a script writes under reports/_scratch/ (reports/_fast/ in CI), never into reports/ itself,
+    even in a shell that inherited make reproduce's MMKD_REPRODUCE=1."""
+    monkeypatch.delenv("MMKD_FAST", raising=False)
+    monkeypatch.delenv("MMKD_REPRODUCE", raising=False)
+    assert default_out("student") == REPO_ROOT / "reports" / "_scratch" / "runs" / "student"
+    monkeypatch.setenv("MMKD_REPRODUCE", "1")
+    assert default_out("student") == REPO_ROOT / "reports" / "_scratch" / "runs" / "student"
+    monkeypatch.setenv("MMKD_FAST", "1")
+    assert default_out("teacher") == REPO_ROOT / "reports" / "_fast" / "runs" / "teacher"
 
 
 def test_run_config_rejects_unknown_fields(tmp_path):
@@ -38,6 +80,16 @@ def test_run_config_rejects_unknown_fields(tmp_path):
     with pytest.raises(ValueError, match="unknown config fields \\['learning_rate'\\]"):
         load_config(str(path), [])
     assert load_config(None, ["student_max_steps=30"]).student_max_steps == 30
+
+
+def test_repeated_set_options_add_up_and_the_last_value_wins():
+    from mmkd_core.run import argument_parser
+
+    args = argument_parser().parse_args(["student", "--set", "batch_size=8", "student_max_steps=4", "--method", "kd",
+                                         "--set", "student_max_steps=200"])
+    assert args.set == ["batch_size=8", "student_max_steps=4", "student_max_steps=200"]
+    config = load_config(None, args.set)
+    assert (config.batch_size, config.student_max_steps) == (8, 200)
 
 
 def test_reproduce_plan_errors_and_index(tmp_path):
