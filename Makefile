@@ -26,15 +26,19 @@ test-unit: $(STAMP)
 test-notebooks: $(STAMP)
 	MMKD_FAST=1 $(PY) -m pytest $(PYTEST_FLAGS) --nbval-lax --nbval-current-env -p no:randomly $(NOTEBOOKS)
 
-## make reproduce: run notebooks 00-05 with papermill (parameters from reproduce.yaml) and rebuild reports/.
-## Finished student runs are cached in data/run-cache (keyed by everything that defines them, source included):
-## FRESH=1 retrains everything; ONLY="02 03" runs only those notebooks.
+## make reproduce: run notebooks 00-06 with papermill (parameters from reproduce.yaml) and rebuild reports/.
+## It prints its plan first (teachers to train or cached, notebooks, the last run's time per step); PLAN=1 prints
+## only the plan. Finished student runs are cached in data/run-cache (keyed by everything that defines them, source
+## included): FRESH=1 retrains everything; ONLY="03 04" reruns only those notebooks and the summary notebook (05),
+## leaving the other notebooks' reports as they are.
 ## CONFIG=reproduce.gpu.yaml runs the gpu profile (larger pools and models; for a machine with a GPU).
 FRESH ?= 0
 ONLY ?=
+PLAN ?= 0
 CONFIG ?= reproduce.yaml
 reproduce: $(STAMP)
-	MMKD_FRESH=$(FRESH) $(PY) -m mmkd_core.reproduce --config $(CONFIG) $(if $(ONLY),--only $(ONLY))
+	MMKD_FRESH=$(FRESH) $(PY) -m mmkd_core.reproduce --config $(CONFIG) $(if $(ONLY),--only $(ONLY)) \
+		$(if $(filter 1,$(PLAN)),--plan)
 
 ## make bench: the efficiency benchmark (step times, throughput); tables go to reports/_scratch/, as for every
 ## run outside make reproduce (python -m mmkd_core.bench --reports-dir DIR chooses another folder)

@@ -8,7 +8,16 @@ the run with a message naming it and its executed copy; reports written by earli
 are. At the end, ``reports/README.md`` indexes every table and figure by the notebook that made it, with
 the time each notebook took.
 
-Usage: ``python -m mmkd_core.reproduce --config reproduce.yaml [--only 00 02]``
+- **The plan first**: the notebooks to run, the teachers to train or found cached, the run cache's size and the
+  time each step took last time (``--plan`` prints it and stops).
+- **Teachers**: the plan's ``teachers`` train first, in worker processes, with a live bar each (epoch, last
+  validation accuracy, time left; :mod:`mmkd_core.progress`).
+- **Part of the notebooks**: ``--only 03 04`` runs those plus the summary notebook (the plan's entry with
+  ``summary: true``, which reads the others' tables); other notebooks' files are left as they are.
+- **Nothing stale**: after a notebook runs, its tables and figures (``NN_*`` of its number) that this run did not
+  write are removed, so ``reports/`` holds exactly what the last run of each notebook wrote.
+
+Usage: ``python -m mmkd_core.reproduce --config reproduce.yaml [--only 00 02] [--plan]``
 """
 from __future__ import annotations
 
@@ -54,7 +63,22 @@ def load_plan(config_path: Path) -> list[dict]:
         if not path.exists():
             raise FileNotFoundError(f"{config_path}: notebook {entry['path']} does not exist")
         entry.setdefault("parameters", {})
+    summaries = [entry["path"] for entry in entries if entry.get("summary")]
+    if len(summaries) > 1:
+        raise ValueError(f"{config_path}: only one notebook can be the summary (summary: true); got {summaries}")
     return entries
+
+
+def select_notebooks(plan: list[dict], only: list[str] | None) -> list[dict]:
+    """The entries to run: all of them, or those whose number is in ``only`` plus the summary notebook
+    (``summary: true``), which reads the others' tables and so must follow any of them."""
+    if not only:
+        return plan
+    known = [prefix_of(Path(entry["path"]).name) for entry in plan]
+    unknown = sorted(set(only) - set(known))
+    if unknown:
+        raise ValueError(f"--only {' '.join(unknown)}: no notebook of the plan has that number; known: {' '.join(known)}")
+    return [entry for entry, number in zip(plan, known) if number in only or entry.get("summary")]
 
 
 TEACHERS_STEP = "00a_teachers_in_parallel"  # sorts before the notebooks in reproduce_timings.csv
@@ -80,6 +104,91 @@ def load_teachers(config_path: Path) -> list[dict]:
 def prefix_of(name: str) -> str:
     match = re.match(r"(\d\d)_", name)
     return match.group(1) if match else ""
+
+
+def read_timings(path: Path) -> dict[str, float]:
+    """``reproduce_timings.csv``: seconds per step (notebook file name, or :data:`TEACHERS_STEP`); {} when absent."""
+    if not path.exists():
+        return {}
+    timings = {}
+    for line in path.read_text().splitlines()[1:]:
+        name, seconds = line.rsplit(",", 1)
+        timings[name] = float(seconds)
+    return timings
+
+
+def _shown(path: Path) -> str:
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:,.0f} s" + (f" ({seconds / 60:.0f} min)" if seconds >= 600 else "")
+
+
+def plan_lines(config_path: Path, selected: list[dict], teachers: list[dict], reports: Path) -> list[str]:
+    """What a run will do, as printed before it starts (and by ``--plan``): the teachers to train or found cached,
+    the notebooks, the run cache's size, and the time each step took in the last run (its timings file)."""
+    from .runs import cache_root, fresh, teacher_is_cached, teacher_label
+
+    timings_path = reports / "tables" / "reproduce_timings.csv"
+    last = read_timings(timings_path)
+    lines = [f"plan ({_shown(config_path)} → {_shown(reports)}/):"]
+    expected: list[float | None] = []
+
+    def last_time(name: str) -> str:
+        expected.append(last.get(name))
+        return f"last run {last[name]:,.0f} s" if name in last else "no earlier timing"
+
+    if teachers:
+        cached = [teacher_is_cached(entry) for entry in teachers]
+        lines.append(f"  teachers, in parallel: {len(teachers) - sum(cached)} to train, {sum(cached)} cached "
+                     f"({last_time(TEACHERS_STEP)})")
+        lines += [f"    {'cached  ' if is_cached else 'to train'}  {teacher_label(entry)}"
+                  for entry, is_cached in zip(teachers, cached)]
+    lines.append(f"  notebooks to run: {len(selected)}")
+    names = [Path(entry["path"]).stem + (" (summary)" if entry.get("summary") else "") for entry in selected]
+    width = max(map(len, names))
+    for name, entry in zip(names, selected):
+        lines.append(f"    {name:<{width}}  {last_time(Path(entry['path']).name)}")
+    runs = cache_root()
+    count = sum(1 for folder in runs.iterdir() if (folder / "complete").exists()) if runs.is_dir() else 0
+    use = "ignored: FRESH=1 trains every run again" if fresh() else "a run whose key matches is loaded, not trained"
+    lines.append(f"  run cache: {count} finished student runs in {_shown(runs)} ({use})")
+    known = [seconds for seconds in expected if seconds is not None]
+    if not known:
+        lines.append(f"  expected time: no earlier timings ({_shown(timings_path)} is absent)")
+        return lines
+    missing = len(expected) - len(known)
+    line = (f"  expected time: {'at least ' if missing else ''}{_duration(sum(known))}, from the last run's times "
+            f"({_shown(timings_path)})")
+    if missing:
+        line += f"; {missing} step{'s' if missing > 1 else ''} without one"
+    lines.append(line)
+    return lines
+
+
+def prefixed_outputs(reports: Path, prefix: str) -> dict[Path, int]:
+    """The tables and figures of the notebook numbered ``prefix`` (``NN_*``), with their modification times (ns)."""
+    if not prefix:  # a notebook without a number owns no file by name
+        return {}
+    return {path: path.stat().st_mtime_ns for folder in ("tables", "figures")
+            for path in sorted((reports / folder).glob(f"{prefix}_*")) if path.is_file()}
+
+
+def remove_unwritten(before: dict[Path, int]) -> list[Path]:
+    """Remove the files of ``before`` (:func:`prefixed_outputs` taken before a notebook ran) that the notebook did
+    not write: still there with the same modification time. Returns them.
+
+    The times are compared with the file's own earlier time, not with the clock at the notebook's start: a file
+    system's timestamps can be coarser than the clock or, on a network drive, come from another machine's clock,
+    and a fresh table must never be taken for a stale one.
+    """
+    removed = []
+    for path, modified in before.items():
+        if path.exists() and path.stat().st_mtime_ns == modified:
+            path.unlink()
+            removed.append(path)
+    return removed
 
 
 def write_index(reports: Path, notebooks: list[str], timings: dict[str, float]) -> Path:
@@ -140,7 +249,9 @@ def update_readme(readme: Path, reports: Path) -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(REPO / "reproduce.yaml"))
-    parser.add_argument("--only", nargs="*", default=None, help="notebook number prefixes to run (e.g. 00 02)")
+    parser.add_argument("--only", nargs="*", default=None,
+                        help="notebook number prefixes to run (e.g. 03 04); the summary notebook runs too")
+    parser.add_argument("--plan", action="store_true", help="print what a run would do, and stop")
     parser.add_argument("--reports", default=None, help="reports folder (default: the plan's `reports`, else reports/)")
     args = parser.parse_args(argv)
 
@@ -164,36 +275,37 @@ def reproduction_environment():
 
 
 def _run(args: argparse.Namespace) -> int:
-    plan = load_plan(Path(args.config))
-    if args.only:
-        plan = [e for e in plan if prefix_of(Path(e["path"]).name) in args.only]
-    reports = Path(args.reports or plan_reports(Path(args.config)) or REPO / "reports")
+    config_path = Path(args.config)
+    try:
+        all_entries = load_plan(config_path)
+        plan = select_notebooks(all_entries, args.only)
+    except (ValueError, FileNotFoundError) as error:  # a wrong plan or --only: the message says it all
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    reports = Path(args.reports or plan_reports(config_path) or REPO / "reports")
+    teachers = load_teachers(config_path)
+    if args.only and not set(args.only) & set(TEACHER_NOTEBOOKS):
+        teachers = []  # none of the notebooks asked for distils from them
+    for line in plan_lines(config_path, plan, teachers, reports):
+        print(line, flush=True)
+    if args.plan:
+        return 0
     (reports / "executed").mkdir(parents=True, exist_ok=True)
     main_reports = reports.resolve() == (REPO / "reports").resolve()
     if not main_reports:  # another profile: its own folder, never reports/
         for entry in plan:
             entry["parameters"].setdefault("reports_dir", str(reports.resolve()))
     timings: dict[str, float] = {}
-    teachers = load_teachers(Path(args.config))
-    if teachers and (not args.only or set(args.only) & set(TEACHER_NOTEBOOKS)):
-        from .runs import prepare_teachers
-
-        print(f"[0/{len(plan)}] training {len(teachers)} teachers in parallel (cached in data/checkpoints)", flush=True)
-        start = time.perf_counter()
-        for line in prepare_teachers(teachers):
-            print(f"    {line}", flush=True)
-        timings[TEACHERS_STEP] = time.perf_counter() - start
-        print(f"    done in {timings[TEACHERS_STEP]:.0f} s", flush=True)
+    if teachers:
+        timings[TEACHERS_STEP] = _prepare_teachers(teachers, len(plan))
     timings_path = reports / "tables" / "reproduce_timings.csv"
-    if timings_path.exists():  # keep the times of notebooks not rerun this time
-        for line in timings_path.read_text().splitlines()[1:]:
-            name, seconds = line.rsplit(",", 1)
-            timings.setdefault(name, float(seconds))
+    for name, seconds in read_timings(timings_path).items():  # keep the times of notebooks not rerun this time
+        timings.setdefault(name, seconds)
     for number, entry in enumerate(plan, start=1):
         source = REPO / entry["path"]
         executed = reports / "executed" / source.name
-        print(f"[{number}/{len(plan)}] {entry['path']} → {executed.relative_to(REPO) if executed.is_relative_to(REPO) else executed}",
-              flush=True)
+        print(f"[{number}/{len(plan)}] {entry['path']} → {_shown(executed)}", flush=True)
+        outputs_before = prefixed_outputs(reports, prefix_of(source.name))
         start = time.perf_counter()
         try:
             execute_notebook(source, executed, entry["parameters"], progress_bar=True, log_output=False)
@@ -204,14 +316,36 @@ def _run(args: argparse.Namespace) -> int:
             return 1
         timings[source.name] = time.perf_counter() - start
         print(f"    done in {timings[source.name]:.0f} s", flush=True)
+        for path in remove_unwritten(outputs_before):
+            print(f"    removed {_shown(path)}: this run of the notebook did not write it", flush=True)
         timings_path.parent.mkdir(parents=True, exist_ok=True)
         timings_path.write_text("notebook,seconds\n" + "".join(f"{k},{v:.1f}\n" for k, v in sorted(timings.items())))
-    all_notebooks = [e["path"] for e in load_plan(Path(args.config))]
-    index = write_index(reports, all_notebooks, dict(sorted(timings.items())))
+    index = write_index(reports, [e["path"] for e in all_entries], dict(sorted(timings.items())))
     if main_reports and update_readme(REPO / "README.md", reports):
         print("README results section updated from reports/tables/05_all_methods.md")
     print(f"reports indexed in {index}; total {sum(timings.values()):.0f} s")
     return 0
+
+
+def _prepare_teachers(teachers: list[dict], notebooks: int) -> float:
+    """The teachers phase, one live bar per teacher; returns its seconds."""
+    from .progress import TeacherBars
+    from .runs import prepare_teachers, teacher_is_cached, teacher_label
+
+    cached = [teacher_is_cached(entry) for entry in teachers]
+    print(f"[0/{notebooks}] teachers in parallel: {len(teachers) - sum(cached)} to train, {sum(cached)} cached "
+          f"(data/checkpoints, data/pretrained)", flush=True)
+    start = time.perf_counter()
+    bars = TeacherBars([teacher_label(entry) for entry in teachers], cached)
+    try:
+        lines = prepare_teachers(teachers, on_progress=bars)
+    finally:
+        bars.close()
+    for line in lines:
+        print(f"    {line}", flush=True)
+    seconds = time.perf_counter() - start
+    print(f"    done in {seconds:.0f} s", flush=True)
+    return seconds
 
 
 if __name__ == "__main__":

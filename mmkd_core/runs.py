@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import atexit
 import concurrent.futures
+import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -34,7 +36,8 @@ from tqdm.auto import tqdm
 from .data import default_data_dir
 from .experiments import ExperimentConfig, ExperimentData, run_student, slug
 from .models.multimodal import MultimodalClassifier
-from .parallel import default_workers, parallel_map, process_pool
+from .parallel import default_workers, parallel_map, process_pool, stop_pool, submit_all
+from .progress import ProgressCallback, TeacherReporter, forwarded_events
 from .training.cache import TeacherCache
 from .training.methods import make_method
 from .training.trainer import resolve_precision, uses_cpu
@@ -86,14 +89,33 @@ class RunSpec:
         return cls(spec["label"], spec["method"], seed, dict(spec.get("kwargs") or {}), spec.get("data", "labelled"))
 
 
-def run_key(spec: RunSpec, config: ExperimentConfig, teacher_cache: TeacherCache | None,
+def rows_key(rows) -> str:
+    """What a student reads of a dataset: the hash of its row indices and visible labels (in-memory data), or its
+    fingerprint and labelled-row count (lazily decoded data, whose derived fingerprints name every subset).
+
+    Keying on the data's *name* ("transfer") served one transfer set's results for another of another size.
+    """
+    if rows is None:  # no such split (e.g. no validation): nothing read
+        return "none"
+    tensors = getattr(rows, "tensors", None)
+    if tensors is None:
+        return f"{getattr(rows, 'fingerprint', len(rows))}|labelled<{getattr(rows, 'labelled_rows', 'all')}"
+    digest = hashlib.sha1(str(getattr(rows, "source_fingerprint", "")).encode())
+    for name in ("index", "labels"):
+        digest.update(tensors[name].contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def run_key(spec: RunSpec, config: ExperimentConfig, teacher_cache: TeacherCache | None, data: ExperimentData,
             eval_views: Iterable[str] = ("joint",)) -> str:
+    """The run cache's key: everything that defines what the run computes, never its display label."""
     method = make_method(spec.method, **spec.kwargs)  # normalised: defaults filled in, bad kwargs rejected here
     # "native" precision means bf16 on one machine and float32 on another: key the run on what it resolves to
     settings = dataclasses.asdict(config)
     settings["student_precision"] = resolve_precision(config.student_precision, uses_cpu())
     fields = {"config": settings, "method": method.describe(), "seed": spec.seed,
-              "data": spec.data, "eval_views": list(eval_views), "source": source_hash(),
+              "data": spec.data, "rows": rows_key(data.student_rows(spec.data)),
+              "validation": rows_key(data.validation), "eval_views": list(eval_views), "source": source_hash(),
               "teacher": teacher_cache.teacher_key if (teacher_cache is not None and method.needs_teacher) else None}
     return hashlib.sha1(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
@@ -195,12 +217,13 @@ def worker_pool(workers: int, initargs: tuple) -> concurrent.futures.ProcessPool
     return pool
 
 
-def close_worker_pool() -> None:
-    """Shut the kept pool down (at exit, or before a pool for another experiment starts)."""
+def close_worker_pool(interrupted: bool = False) -> None:
+    """Shut the kept pool down (at exit, or before a pool for another experiment starts); ``interrupted``:
+    terminate its workers at once (:func:`mmkd_core.parallel.stop_pool`)."""
     pool = _POOL.pop("pool", None)
     _POOL.clear()
     if pool is not None:
-        pool.shutdown(wait=True, cancel_futures=True)
+        stop_pool(pool, interrupted)
 
 
 atexit.register(close_worker_pool)
@@ -226,7 +249,7 @@ def run_grid(specs: list[dict], seeds: Iterable[int], config: ExperimentConfig, 
     runs = [RunSpec.from_dict(spec, seed) for spec in specs for seed in seeds_of[spec["label"]]]
     first_seed = {label: spec_seeds[0] for label, spec_seeds in seeds_of.items()}
     eval_views = tuple(eval_views)
-    keys = [run_key(run, config, teacher_cache, eval_views) for run in runs]
+    keys = [run_key(run, config, teacher_cache, data, eval_views) for run in runs]
     results: list[dict | None] = [None] * len(runs)
     with tqdm(total=len(runs), desc=desc) as bar:
         todo = []
@@ -257,12 +280,13 @@ def run_grid(specs: list[dict], seeds: Iterable[int], config: ExperimentConfig, 
             # alone while the others idle (results keep spec x seed order; each run is seeded on its own).
             todo.sort(key=lambda i: -expected_cost(runs[i], data))
             pool = worker_pool(pool_size, (config, data, teacher_cache, root, eval_views, threads_per_run))
-            futures = {pool.submit(_worker_run, runs[i]): i for i in todo}
+            futures = {future: todo[position] for future, position
+                       in submit_all(pool, _worker_run, [runs[i] for i in todo]).items()}
             try:
                 for future in concurrent.futures.as_completed(futures):
                     finish(futures[future], future.result())
-            except BaseException:
-                close_worker_pool()  # a failed or interrupted grid leaves no half-used workers behind
+            except BaseException:  # a failed or interrupted grid leaves no half-used workers behind
+                close_worker_pool(interrupted=True)
                 raise
     for row, run in zip(results, runs):
         if run.seed != first_seed[run.label]:
@@ -299,30 +323,95 @@ def tune_kd(config: ExperimentConfig, data: ExperimentData, teacher_cache: Teach
     return choose_on_validation(candidates, rows)
 
 
-def _prepare_teacher(fields: dict) -> str:
-    from .experiments import setup
+def _teacher_setting(entry: dict) -> tuple[ExperimentConfig, dict | None]:
+    """An entry of the teachers list: its experiment's configuration, and its two-tower arguments (None: a
+    from-scratch teacher)."""
+    fields = dict(entry)
+    preset, task = fields.pop("preset", "embedded"), fields.pop("task", "ve")
+    two_tower = fields.pop("two_tower", None)
+    return ExperimentConfig.preset(preset, task, **fields), two_tower
+
+
+def teacher_label(entry: dict) -> str:
+    """A short name for an entry of the teachers list, e.g. ``embedded/ve text_cue=0.6`` or ``embedded/ve two-tower``."""
+    fields = dict(entry)
+    words = [f"{fields.pop('preset', 'embedded')}/{fields.pop('task', 've')}"]
+    if fields.pop("two_tower", None) is not None:
+        words.append("two-tower")
+    words += [f"{name}={value}" for name, value in {**fields.pop("dataset_options", {}), **fields}.items()]
+    return " ".join(words)
+
+
+def teacher_is_cached(entry: dict) -> bool:
+    """Whether the teacher of an entry is ready, checked without loading data or a model (for a plan)."""
+    from .experiments import checkpoint_dir, pretrained_teacher
+
+    config, two_tower = _teacher_setting(entry)
+    if two_tower is not None:
+        return pretrained_teacher.is_prepared(config, **two_tower)
+    folder = checkpoint_dir(config)  # the two files get_teacher loads instead of training
+    return (folder / "checkpoint" / "model.safetensors").is_file() and (folder / "run.json").is_file()
+
+
+def _prepare_teacher(item: tuple[int, dict], events=None) -> str:
+    """The teacher of ``item`` = (its position in the list, its entry); ``events``: a queue for its progress."""
+    from .experiments import pretrained_teacher, setup
 
     torch.set_num_threads(1)
-    preset = fields.pop("preset", "embedded")
-    task = fields.pop("task", "ve")
-    two_tower = fields.pop("two_tower", None)
-    if two_tower is not None:  # notebook 06's pretrained teacher: features, head and sweep fits, all cached
-        from .experiments import pretrained_teacher
+    number, entry = item
+    config, two_tower = _teacher_setting(entry)
+    reporter = None if events is None else TeacherReporter(events, number)
+    with _datasets_bars_off(reporter is not None):
+        if two_tower is not None:  # notebook 06's pretrained teacher: features, head and sweep fits, all cached
+            line = pretrained_teacher.prepare(config, **two_tower,
+                                              on_stage=None if reporter is None else reporter.stage)
+            summary = line
+        else:
+            if reporter is not None:
+                reporter.started(total=config.teacher_epochs, unit="epoch")
+            experiment = setup(config, progress=False,
+                               on_evaluate=None if reporter is None else reporter.epoch_callback(config.teacher_epochs))
+            info = experiment.teacher_info
+            summary = (f"teacher kept epoch {info['best_epoch']:g} of {info['trained_epochs']:g}, "
+                       f"trained in {info['train_seconds']:.0f} s")
+            line = f"{teacher_label(entry)}: {summary}"
+    if reporter is not None:
+        reporter.finished(summary)
+    return line
 
-        return pretrained_teacher.prepare(ExperimentConfig.preset(preset, task, **fields), **two_tower)
-    experiment = setup(ExperimentConfig.preset(preset, task, **fields), progress=False)
-    info = experiment.teacher_info
-    return (f"{preset}/{task} {fields or ''}: teacher kept epoch {info['best_epoch']} of {info['trained_epochs']}, "
-            f"{info['train_seconds']:.0f} s")
+
+@contextlib.contextmanager
+def _datasets_bars_off(off: bool):
+    """The datasets library's progress bars off inside (when ``off``): where the parent draws a teacher's bar, a
+    worker's own bars would break its lines. Restored after, for a worker that is this very process."""
+    import datasets
+
+    switch = off and not datasets.are_progress_bars_disabled()
+    if switch:
+        datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if switch:
+            datasets.enable_progress_bars()
 
 
-def prepare_teachers(entries: list[dict], workers: int | None = None) -> list[str]:
-    """Train (or find cached) the teachers of several experiments at once, one CPU thread each.
+def prepare_teachers(entries: list[dict], workers: int | None = None,
+                     on_progress: ProgressCallback | None = None) -> list[str]:
+    """Train (or find cached) the teachers of several experiments at once, one CPU thread each; one log line each.
 
     ``entries``: ``{"preset": ..., "task": ..., **ExperimentConfig fields}``, built exactly as the notebooks
     build theirs (:meth:`ExperimentConfig.preset`), so the notebooks then load these teachers from
     ``data/checkpoints`` instead of training them one after another. An entry with ``two_tower: {input_size,
     label_counts}`` prepares notebook 06's pretrained two-tower teacher instead
     (:func:`mmkd_core.experiments.pretrained_teacher.prepare`).
+
+    ``on_progress(event)``: called in a thread of this process with each progress event of the workers (epochs and
+    validation accuracy, two-tower stages, a teacher finished; :mod:`mmkd_core.progress`), e.g.
+    :class:`mmkd_core.progress.TeacherBars`. The teachers are the same with or without it.
     """
-    return parallel_map(_prepare_teacher, [dict(entry) for entry in entries], workers)
+    items = [(number, dict(entry)) for number, entry in enumerate(entries)]
+    if on_progress is None:
+        return parallel_map(_prepare_teacher, items, workers)
+    with forwarded_events(on_progress) as events:
+        return parallel_map(functools.partial(_prepare_teacher, events=events), items, workers)

@@ -213,13 +213,20 @@ def test_reproduce_prepares_notebook_06s_teacher_once(tmp_path, monkeypatch):
     """The teachers phase of ``make reproduce`` builds the features, the head and the sweep fits that notebook 06
     then reads from the cache: a second preparation trains nothing and runs no tower."""
     from mmkd_core.experiments import ExperimentConfig, pretrained_teacher
-    from mmkd_core.runs import prepare_teachers
+    from mmkd_core.runs import prepare_teachers, teacher_is_cached
 
     monkeypatch.setenv("MMKD_DATA_DIR", str(tmp_path / "data"))
     entry = {"preset": "fast", "task": "ve", "dataset_options": {"n_train": 60, "n_validation": 30, "n_test": 20},
              "two_tower": {"input_size": TEST_INPUT_SIZE, "label_counts": [30, 60]}}
-    first = prepare_teachers([entry], workers=1)
-    assert "features computed" in first[0]
+    assert not teacher_is_cached(entry)
+    events = []
+    first = prepare_teachers([entry], workers=1, on_progress=events.append)
+    assert "features computed" in first[0] and teacher_is_cached(entry)
+    # the teachers phase's bar: each stage as it starts (3 splits' features, the head, 2 sweep heads), then ready
+    assert [(e["done"], e["total"], e["stage"]) for e in events[:-1]] == [
+        (0, 6, "train features"), (1, 6, "validation features"), (2, 6, "test features"), (3, 6, "teacher head"),
+        (4, 6, "head on 30 labels"), (5, 6, "head on 60 labels"), (6, 6, "ready")]
+    assert events[-1] == {"teacher": 0, "finished": True, "summary": first[0]}
     monkeypatch.setattr(two_tower, "load_towers", lambda *a, **k: pytest.fail("a cache hit loaded the towers"))
     monkeypatch.setattr(two_tower, "train_fusion_head", lambda *a, **k: pytest.fail("a cache hit trained a head"))
     again = prepare_teachers([entry], workers=1)

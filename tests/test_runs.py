@@ -42,30 +42,30 @@ def test_second_request_loads_the_cached_run(experiment):
 
 def test_any_change_to_the_key_trains_anew(experiment):
     config, data, cache = experiment
-    base = runs.run_key(runs.RunSpec("KD", "kd", 0, {"temperature": 2.0}, "transfer"), config, cache)
-    changed = [runs.run_key(runs.RunSpec("KD", "kd", 1, {"temperature": 2.0}, "transfer"), config, cache),
-               runs.run_key(runs.RunSpec("KD", "kd", 0, {"temperature": 4.0}, "transfer"), config, cache),
-               runs.run_key(runs.RunSpec("KD", "kd", 0, {"temperature": 2.0}, "labelled"), config, cache),
+    base = runs.run_key(runs.RunSpec("KD", "kd", 0, {"temperature": 2.0}, "transfer"), config, cache, data)
+    changed = [runs.run_key(runs.RunSpec("KD", "kd", 1, {"temperature": 2.0}, "transfer"), config, cache, data),
+               runs.run_key(runs.RunSpec("KD", "kd", 0, {"temperature": 4.0}, "transfer"), config, cache, data),
+               runs.run_key(runs.RunSpec("KD", "kd", 0, {"temperature": 2.0}, "labelled"), config, cache, data),
                runs.run_key(runs.RunSpec("KD", "kd", 0, {"temperature": 2.0}, "transfer"),
-                            config.replace(student_lr=1e-3), cache)]
+                            config.replace(student_lr=1e-3), cache, data)]
     assert len({base, *changed}) == 5
     # "native" precision is keyed on what it resolves to on this machine, so it matches the explicit value
     spec = runs.RunSpec("KD", "kd", 0, {"temperature": 2.0}, "transfer")
     resolved = resolve_precision("native", uses_cpu())
     other = "fp32" if resolved == "bf16" else "bf16"
-    assert runs.run_key(spec, config.replace(student_precision="native"), cache) == \
-        runs.run_key(spec, config.replace(student_precision=resolved), cache)
-    assert runs.run_key(spec, config.replace(student_precision=other), cache) != \
-        runs.run_key(spec, config.replace(student_precision="native"), cache)
+    assert runs.run_key(spec, config.replace(student_precision="native"), cache, data) == \
+        runs.run_key(spec, config.replace(student_precision=resolved), cache, data)
+    assert runs.run_key(spec, config.replace(student_precision=other), cache, data) != \
+        runs.run_key(spec, config.replace(student_precision="native"), cache, data)
     # the label is a name, not part of what is trained; default arguments normalise away
     assert runs.run_key(runs.RunSpec("other name", "kd", 0, {"temperature": 2.0, "alpha": 0.5}, "transfer"),
-                        config, cache) == base
+                        config, cache, data) == base
 
 
 def test_a_damaged_entry_is_trained_again(experiment):
     config, data, cache = experiment
     first = runs.run_grid(SPECS[:1], [0], config, data, cache, workers=1)
-    key = runs.run_key(runs.RunSpec.from_dict(SPECS[0], 0), config, cache)
+    key = runs.run_key(runs.RunSpec.from_dict(SPECS[0], 0), config, cache, data)
     folder = runs.cache_root() / key
     (folder / "row.json").write_text("{ not json")
     again = runs.run_grid(SPECS[:1], [0], config, data, cache, workers=1)
@@ -153,3 +153,23 @@ def test_gram_runs_record_their_g_without_changing_training(experiment, monkeypa
     assert "gram_snapshots" not in kd
     with pytest.raises(ValueError, match="no gram_snapshots"):
         multimodal.gram_snapshots(kd)
+
+
+def test_a_sweep_over_transfer_set_sizes_trains_each_size(experiment):
+    """The cache keys a run on the rows it reads, not on the data's name: two transfer sets, two results."""
+    import dataclasses
+
+    config, data, cache = experiment
+    spec = [{"label": "KD (transfer set)", "method": "kd", "kwargs": {"temperature": 2.0}, "data": "transfer"}]
+    sizes = {}
+    for size in (48, 96):
+        subset = dataclasses.replace(data, transfer=data.transfer.first(size))
+        [row] = runs.run_grid(spec, [0], config, subset, cache, workers=1)
+        sizes[size] = row
+    assert not sizes[96]["cached"], "the second size was served the first size's cached run"
+    assert sizes[48]["step_log"]["step"].max() != sizes[96]["step_log"]["step"].max() or \
+        not sizes[48]["step_log"].equals(sizes[96]["step_log"])
+    # ... and asking for a size again is a cache hit
+    [again] = runs.run_grid(spec, [0], config, dataclasses.replace(data, transfer=data.transfer.first(48)), cache,
+                            workers=1)
+    assert again["cached"] and again["test/accuracy"] == sizes[48]["test/accuracy"]

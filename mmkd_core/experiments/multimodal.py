@@ -26,6 +26,7 @@ import torch
 from accelerate import PartialState
 
 from ..data import default_data_dir, load
+from ..determinism import fixed_cpu_threads
 from ..data.batches import first_rows, num_batches
 from ..data.encoding import EncodedDataset, ImageTextProcessor, LazyDataset
 from ..data.tokenizer import build_shapes_tokenizer
@@ -233,8 +234,12 @@ def checkpoint_dir(config: ExperimentConfig) -> Path:
 
 
 def get_teacher(config: ExperimentConfig, data: ExperimentData, retrain: bool = False,
-                progress: bool = True) -> tuple[MultimodalClassifier, dict]:
-    """The experiment's teacher: loaded from its checkpoint folder, or trained once and saved there."""
+                progress: bool = True, on_evaluate=None) -> tuple[MultimodalClassifier, dict]:
+    """The experiment's teacher: loaded from its checkpoint folder, or trained once and saved there.
+
+    ``on_evaluate(info, model)``: called after each of the teacher's validations when it trains (the trainer's
+    callback), e.g. to report its progress from a worker process; never called when the teacher is loaded.
+    """
     folder = checkpoint_dir(config)
     if not retrain and (folder / "checkpoint" / "model.safetensors").exists() and (folder / "run.json").exists():
         info = json.loads((folder / "run.json").read_text())
@@ -249,16 +254,19 @@ def get_teacher(config: ExperimentConfig, data: ExperimentData, retrain: bool = 
     train_config = TrainConfig(epochs=config.teacher_epochs, patience=config.teacher_patience,
                                batch_size=config.batch_size, lr=config.teacher_lr, seed=config.teacher_seed,
                                checkpoint_rule=config.checkpoint_rule, schedule=config.schedule, progress=progress)
-    result = train(teacher, make_method(config.teacher_method), data.teacher_train, data.validation,
-                   train_config, run_dir=folder, description="teacher")
+    # One CPU thread wherever the teacher trains (the teachers phase's workers, or a notebook's kernel when it
+    # is not cached): its weights are then a pure function of its configuration (mmkd_core.determinism).
+    with fixed_cpu_threads("cuda" if torch.cuda.is_available() else "cpu"):
+        result = train(teacher, make_method(config.teacher_method), data.teacher_train, data.validation,
+                       train_config, run_dir=folder, description="teacher", on_evaluate=on_evaluate)
     PartialState().wait_for_everyone()  # under accelerate launch, only the main process writes the folder
     info = json.loads((folder / "run.json").read_text())
     return result.model, info
 
 
-def get_teacher_cache(teacher, data: ExperimentData, config: ExperimentConfig) -> TeacherCache:
+def get_teacher_cache(teacher, data: ExperimentData, config: ExperimentConfig, progress: bool = True) -> TeacherCache:
     with PartialState().main_process_first():  # the main process computes and saves, the others load
-        return TeacherCache.build(teacher, data.teacher_train, cache_dir=checkpoint_dir(config))
+        return TeacherCache.build(teacher, data.teacher_train, cache_dir=checkpoint_dir(config), progress=progress)
 
 
 @dataclasses.dataclass
@@ -275,11 +283,13 @@ class Experiment:
         return teacher_row(self.teacher, self.data, self.teacher_info, views)
 
 
-def setup(config: ExperimentConfig, progress: bool = True) -> Experiment:
-    """Data → teacher (trained once, then loaded) → teacher outputs on every training row (cached)."""
+def setup(config: ExperimentConfig, progress: bool = True, on_evaluate=None) -> Experiment:
+    """Data → teacher (trained once, then loaded) → teacher outputs on every training row (cached).
+
+    ``on_evaluate``: the teacher's validation callback, as in :func:`get_teacher`."""
     data = prepare_data(config)
-    teacher, info = get_teacher(config, data, progress=progress)
-    return Experiment(config, data, teacher, info, get_teacher_cache(teacher, data, config))
+    teacher, info = get_teacher(config, data, progress=progress, on_evaluate=on_evaluate)
+    return Experiment(config, data, teacher, info, get_teacher_cache(teacher, data, config, progress=progress))
 
 
 def split_metrics(model, data: ExperimentData, views: Iterable[str] = ("joint",)) -> dict[str, float]:

@@ -5,23 +5,30 @@ rows; :func:`fit_teacher` trains (or reads) the fusion head; :func:`pretraining_
 first ``n`` rows for each ``n`` (the "what pretraining buys" curve). Every step is cached under
 ``data/pretrained/``, so :func:`prepare` (the teachers phase of ``make reproduce``, in parallel with the
 from-scratch teachers) and notebook 06 share one computation: the notebook then only trains students.
+:func:`is_prepared` says, without loading data or a tower, whether :func:`prepare` already ran with these arguments.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import time
-from typing import Iterable
+from pathlib import Path
+from typing import Callable, Iterable
 
 from ..data import load
-from ..models import two_tower
+from ..models import pretrained, two_tower
 from .multimodal import ExperimentConfig
 
 SPLITS = ("train", "validation", "test")
 
 
-def split_features(config: ExperimentConfig, input_size: int = 128) -> dict[str, two_tower.TowerFeatures]:
+def split_features(config: ExperimentConfig, input_size: int = 128,
+                   on_split: Callable[[str, two_tower.TowerFeatures], None] | None = None
+                   ) -> dict[str, two_tower.TowerFeatures]:
     """Tower features of the experiment's three splits (the teacher's whole pool for ``train``).
 
-    The towers are loaded only when a split's features are not cached yet.
+    The towers are loaded only when a split's features are not cached yet. ``on_split(split, features)`` is
+    called as each split's features are ready (computed or read), e.g. to report progress.
     """
     loaded: list[tuple] = []
 
@@ -30,9 +37,13 @@ def split_features(config: ExperimentConfig, input_size: int = 128) -> dict[str,
             loaded.append(two_tower.load_towers())
         return loaded[0]
 
-    return {split: two_tower.tower_features(load(config.dataset, split, root=config.data_root,
-                                                  **config.dataset_options), input_size=input_size, towers=towers)
-            for split in SPLITS}
+    features = {}
+    for split in SPLITS:
+        features[split] = two_tower.tower_features(load(config.dataset, split, root=config.data_root,
+                                                        **config.dataset_options), input_size=input_size, towers=towers)
+        if on_split is not None:
+            on_split(split, features[split])
+    return features
 
 
 def num_classes(config: ExperimentConfig) -> int:
@@ -52,14 +63,57 @@ def pretraining_sweep(features: dict[str, two_tower.TowerFeatures], num_labels: 
                                              label_counts=label_counts, seeds=seeds)
 
 
-def prepare(config: ExperimentConfig, input_size: int = 128, label_counts: Iterable[int] = (), seed: int = 0) -> str:
-    """Features, teacher head and sweep fits of notebook 06, cached; returns a line for the log."""
+def prepare(config: ExperimentConfig, input_size: int = 128, label_counts: Iterable[int] = (), seed: int = 0,
+            on_stage: Callable[[int, int, str], None] | None = None) -> str:
+    """Features, teacher head and sweep fits of notebook 06, cached; returns a line for the log.
+
+    ``on_stage(done, total, stage)``, e.g. to report progress, is called as each stage starts, with the stages done
+    so far: each split's features, the teacher's head, the head on each of ``label_counts`` (a cache hit too is a
+    stage); at the end with ``done == total``. The sweep fits one ``n`` at a time for that; each fit seeds itself,
+    so these are the fits of one call over all of them.
+    """
+    label_counts = [int(n) for n in label_counts]
+    stages = [f"{split} features" for split in SPLITS] + ["teacher head"] + [f"head on {n} labels" for n in label_counts]
+    done = 0
+
+    def report_next_stage() -> None:  # the stages done so far, and the one that starts now
+        nonlocal done
+        if on_stage is not None:
+            on_stage(done, len(stages), stages[done] if done < len(stages) else "ready")
+        done += 1
+
     start = time.perf_counter()
-    features = split_features(config, input_size)
+    report_next_stage()
+    features = split_features(config, input_size, on_split=lambda split, _: report_next_stage())
     num_labels = num_classes(config)
     fit = fit_teacher(features, num_labels, seed)
-    if label_counts:
-        pretraining_sweep(features, num_labels, label_counts, (seed,))
+    report_next_stage()
+    for n in label_counts:
+        pretraining_sweep(features, num_labels, [n], (seed,))
+        report_next_stage()
     cached = all(f.from_cache for f in features.values())
-    return (f"two-tower teacher ({input_size} px, features {'cached' if cached else 'computed'}): "
+    line = (f"two-tower teacher ({input_size} px, features {'cached' if cached else 'computed'}): "
             f"{fit.fusion} head, validation {100 * fit.validation_accuracy:.1f}%, {time.perf_counter() - start:.0f} s")
+    record = _prepared_record(config, input_size, label_counts, seed)
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps({"log": line}) + "\n")
+    return line
+
+
+def is_prepared(config: ExperimentConfig, input_size: int = 128, label_counts: Iterable[int] = (), seed: int = 0
+                ) -> bool:
+    """Whether :func:`prepare` finished with these arguments, towers and cache versions (it leaves a record), so
+    that it would only read caches now. Cheap: no data and no tower is loaded (``make reproduce``'s plan asks)."""
+    try:
+        return _prepared_record(config, input_size, [int(n) for n in label_counts], seed).is_file()
+    except (pretrained.PretrainedPackageMissing, FileNotFoundError):  # no tower weights: nothing was prepared
+        return False
+
+
+def _prepared_record(config: ExperimentConfig, input_size: int, label_counts: list[int], seed: int) -> Path:
+    # The features and heads are keyed by the rows' fingerprints, which only loaded data gives; the record is keyed
+    # by what determines those rows instead (the configuration), with the towers' weights and the cache versions.
+    fields = [config.key(), input_size, label_counts, seed, pretrained.towers_fingerprint(),
+              two_tower.FEATURES_VERSION, two_tower.FIT_VERSION]
+    key = hashlib.sha1(json.dumps(fields).encode()).hexdigest()[:16]
+    return pretrained.pretrained_dir() / "prepared" / f"two-tower-{key}.json"

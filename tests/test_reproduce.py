@@ -1,0 +1,147 @@
+"""``make reproduce``'s driver: the plan it prints, a partial run (``--only``), and no stale report left behind."""
+import os
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+from mmkd_core import reproduce
+from mmkd_core.experiments import ExperimentConfig, checkpoint_dir
+
+
+def tiny_notebook(path: Path) -> Path:
+    """A notebook that writes one table and one figure named by its number, with new bytes on every run."""
+    number = path.name[:2]
+    nb = new_notebook(cells=[
+        new_code_cell("reports_dir = None", metadata={"tags": ["parameters"]}),
+        new_code_cell("import os, pathlib, time\n"
+                      "out = pathlib.Path(reports_dir)\n"
+                      "for kind, name, data in (('tables', 'table.csv', str(time.time_ns()).encode()),\n"
+                      "                         ('figures', 'figure.png', os.urandom(16))):\n"
+                      "    (out / kind).mkdir(parents=True, exist_ok=True)\n"
+                      f"    (out / kind / f'{number}_{{name}}').write_bytes(data)\n")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+def write_plan(folder: Path, teachers: list[dict] | None = None) -> Path:
+    """A plan of three tiny notebooks (absolute paths), 05 the summary."""
+    notebooks = [tiny_notebook(folder / name) for name in ("01_first.ipynb", "02_second.ipynb", "05_summary.ipynb")]
+    lines = ["notebooks:"]
+    for path in notebooks:
+        lines += [f"  - path: {path}", "    parameters: {}"] + (["    summary: true"] if path.name[:2] == "05" else [])
+    if teachers:
+        lines.append("teachers:")
+        lines += [f"  - {entry}" for entry in teachers]
+    plan = folder / "plan.yaml"
+    plan.write_text("\n".join(lines) + "\n")
+    return plan
+
+
+def snapshot(reports: Path) -> dict[str, tuple[bytes, int]]:
+    return {str(path.relative_to(reports)): (path.read_bytes(), path.stat().st_mtime_ns)
+            for path in sorted(reports.rglob("*")) if path.is_file()}
+
+
+def test_only_reruns_the_named_notebooks_and_the_summary_and_leaves_the_others_files(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MMKD_FAST", "1")
+    plan, reports = write_plan(tmp_path), tmp_path / "reports"
+    assert reproduce.main(["--config", str(plan), "--reports", str(reports)]) == 0
+    (reports / "tables" / "02_from_an_older_version.md").write_text("stale")  # no current notebook 02 writes it
+    (reports / "tables" / "01_from_an_older_version.md").write_text("stale")  # 01 does not run: it stays
+    before = snapshot(reports)
+    capsys.readouterr()
+
+    assert reproduce.main(["--config", str(plan), "--reports", str(reports), "--only", "02"]) == 0
+    after = snapshot(reports)
+    out = capsys.readouterr().out
+    assert "notebooks to run: 2" in out and "02_second" in out and "05_summary (summary)" in out
+    assert "01_first" not in out.split("run cache")[0].split("notebooks to run")[1]
+    untouched = [name for name in before if "01_" in name]
+    assert untouched and all(after[name] == before[name] for name in untouched)
+    rewritten = ["tables/02_table.csv", "figures/02_figure.png", "tables/05_table.csv", "figures/05_figure.png",
+                 "executed/02_second.ipynb", "executed/05_summary.ipynb"]
+    assert all(after[name][0] != before[name][0] for name in rewritten[:4])
+    assert all(after[name][1] > before[name][1] for name in rewritten + ["README.md"])
+    assert "tables/02_from_an_older_version.md" not in after
+    assert "removed" in out and "02_from_an_older_version.md" in out
+    index = after["README.md"][0].decode()
+    assert "tables/01_from_an_older_version.md" in index and "02_from_an_older_version" not in index
+    timings = reproduce.read_timings(reports / "tables" / "reproduce_timings.csv")
+    assert set(timings) == {"01_first.ipynb", "02_second.ipynb", "05_summary.ipynb"}  # 01's time kept
+
+
+def test_only_rejects_a_number_no_notebook_has(tmp_path, capsys):
+    plan = write_plan(tmp_path)
+    assert reproduce.main(["--config", str(plan), "--reports", str(tmp_path / "r"), "--only", "07"]) == 2
+    assert "--only 07: no notebook of the plan has that number; known: 01 02 05" in capsys.readouterr().err
+    entries = reproduce.load_plan(plan)
+    chosen = reproduce.select_notebooks(entries, ["01"])
+    assert [Path(entry["path"]).name for entry in chosen] == ["01_first.ipynb", "05_summary.ipynb"]
+    plan.write_text(plan.read_text().replace("    parameters: {}\n", "    parameters: {}\n    summary: true\n", 1))
+    with pytest.raises(ValueError, match="only one notebook can be the summary"):
+        reproduce.load_plan(plan)
+
+
+def test_plan_names_notebooks_teachers_cached_runs_and_the_last_times(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MMKD_DATA_DIR", str(tmp_path / "data"))
+    teachers = [{"preset": "fast", "task": "ve"}, {"preset": "fast", "task": "nlvr", "dataset_options": {"n_train": 64}},
+                {"preset": "fast", "task": "ve", "two_tower": {"input_size": 64, "label_counts": [30]}}]
+    plan, reports = write_plan(tmp_path, teachers), tmp_path / "reports"
+
+    assert reproduce.main(["--config", str(plan), "--reports", str(reports), "--plan"]) == 0
+    out = capsys.readouterr().out
+    assert not reports.exists()  # a plan writes nothing
+    assert "teachers, in parallel: 3 to train, 0 cached" in out
+    assert "to train  fast/nlvr n_train=64" in out and "to train  fast/ve two-tower" in out
+    assert "notebooks to run: 3" in out and "05_summary (summary)" in out
+    assert "run cache: 0 finished student runs" in out
+    assert "expected time: no earlier timings" in out
+
+    folder = checkpoint_dir(ExperimentConfig.preset("fast", "ve"))  # what a trained teacher leaves
+    (folder / "checkpoint").mkdir(parents=True)
+    (folder / "checkpoint" / "model.safetensors").write_bytes(b"")
+    (folder / "run.json").write_text("{}")
+    for key in ("a1", "b2"):
+        (tmp_path / "data" / "run-cache" / key).mkdir(parents=True)
+        (tmp_path / "data" / "run-cache" / key / "complete").write_text("ok\n")
+    (tmp_path / "data" / "run-cache" / "c3.tmp99").mkdir()  # an entry being written is not a finished run
+    (reports / "tables").mkdir(parents=True)
+    (reports / "tables" / "reproduce_timings.csv").write_text(
+        f"notebook,seconds\n01_first.ipynb,30.0\n02_second.ipynb,600.0\n{reproduce.TEACHERS_STEP},800.0\n")
+
+    assert reproduce.main(["--config", str(plan), "--reports", str(reports), "--plan", "--only", "01"]) == 0
+    out = capsys.readouterr().out
+    assert "teachers" not in out  # notebooks 02-04 and 06 distil from them, not 01
+    assert "notebooks to run: 2" in out and "01_first" in out and "02_second" not in out
+    assert "01_first              last run 30 s" in out and "05_summary (summary)  no earlier timing" in out
+    assert "run cache: 2 finished student runs" in out
+    assert "expected time: at least 30 s, from the last run's times" in out and "; 1 step without one" in out
+
+    lines = reproduce.plan_lines(plan, reproduce.load_plan(plan), teachers, reports)
+    assert "teachers, in parallel: 2 to train, 1 cached (last run 800 s)" in lines[1]
+    assert lines[2].strip() == "cached    fast/ve"
+    assert lines[-1].endswith("; 1 step without one") and "1,430 s (24 min)" in lines[-1]
+
+
+def test_outputs_a_notebook_did_not_write_are_removed_and_no_other(tmp_path):
+    reports = tmp_path / "reports"
+    files = {name: reports / name for name in ("tables/03_kept.csv", "tables/03_kept.md", "tables/03_stale.csv",
+                                               "figures/03_stale.png", "tables/04_other.csv", "tables/bench_steps.csv",
+                                               "executed/03_x.ipynb")}
+    for path in files.values():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("an earlier run")
+        os.utime(path, ns=(1_000_000_000, 1_000_000_000))
+    before = reproduce.prefixed_outputs(reports, "03")
+    assert sorted(str(p.relative_to(reports)) for p in before) == ["figures/03_stale.png", "tables/03_kept.csv",
+                                                                 "tables/03_kept.md", "tables/03_stale.csv"]
+    for name in ("tables/03_kept.csv", "tables/03_kept.md"):  # what notebook 03 writes this time
+        files[name].write_text("this run")
+    removed = reproduce.remove_unwritten(before)
+    assert sorted(str(p.relative_to(reports)) for p in removed) == ["figures/03_stale.png", "tables/03_stale.csv"]
+    assert sorted(str(p.relative_to(reports)) for p in reports.rglob("*") if p.is_file()) == [
+        "executed/03_x.ipynb", "tables/03_kept.csv", "tables/03_kept.md", "tables/04_other.csv", "tables/bench_steps.csv"]
+    assert reproduce.prefixed_outputs(reports, "") == {}  # a notebook without a number owns nothing by name
