@@ -16,6 +16,7 @@ experiment (:func:`worker_pool`).
 """
 from __future__ import annotations
 
+import ast
 import atexit
 import concurrent.futures
 import contextlib
@@ -43,26 +44,65 @@ from .training.methods import make_method
 from .training.trainer import resolve_precision, uses_cpu
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-# The source that decides what a student run computes. Reports, plots, drivers and modules no student run
-# imports (vision, pretrained towers, notebook 01's loops) are left out on purpose: editing them must not
-# invalidate every cached run. The teacher enters the key through its weights' fingerprint.
-TRAINING_SOURCES = ("data/__init__.py", "data/registry.py", "data/shapes.py", "data/real.py", "data/options.py",
-                    "data/encoding.py", "data/batches.py", "data/tokenizer.py", "evaluation/predict.py", "losses/ce.py", "losses/kd.py",
-                    "losses/msd.py", "losses/gram.py", "models/multimodal.py", "training/trainer.py",
-                    "training/methods.py", "training/cache.py", "training/tracking.py", "weighting", "views.py",
-                    "experiments/multimodal.py", "runs.py")
 LOG_FRAMES = ("step_log", "evaluation_log", "weights", "gram_snapshots")
+RUN_ENTRY_MODULE = "mmkd_core.runs"
+"""Where a student run starts: a worker process imports this module, and with it every module it imports."""
+
+
+def _module_files() -> dict[str, Path]:
+    files = {}
+    for path in PACKAGE_DIR.rglob("*.py"):
+        parts = list(path.relative_to(PACKAGE_DIR.parent).with_suffix("").parts)
+        files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return files
+
+
+def _module_level_imports(name: str, path: Path, known: dict[str, Path]) -> set[str]:
+    """The package's modules that ``name`` imports when it is imported (its module-level import statements)."""
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    found = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                target = ".".join(base[:len(base) - node.level + 1] + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            found.update(m for m in [target, *(f"{target}.{a.name}" for a in node.names)] if m in known)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name in known)
+    return found
+
+
+def training_modules() -> list[str]:
+    """Every module of the package a student run imports: the module-level import closure of
+    :data:`RUN_ENTRY_MODULE`, parent packages included (importing ``a.b`` runs ``a/__init__``).
+
+    Computed from the source, so a new module (a new method's file, a new loss) enters the run cache's key
+    the moment a run imports it, with no list to keep. Modules no run imports (plots, results, notebook 01's
+    vision code, the drivers) stay out: editing them must not invalidate every cached run. Imports inside
+    functions are deferred and left out; the teacher enters the key through its weights' fingerprint.
+    """
+    known = _module_files()
+    seen, todo = set(), [RUN_ENTRY_MODULE]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        parts = name.split(".")
+        todo += [".".join(parts[:i]) for i in range(1, len(parts)) if ".".join(parts[:i]) in known]
+        todo += sorted(_module_level_imports(name, known[name], known))
+    return sorted(seen)
 
 
 def source_hash() -> str:
-    """SHA-1 of the package source that trains a run (any edit there invalidates cached runs)."""
+    """SHA-1 of the source of :func:`training_modules` (any edit there invalidates cached runs)."""
+    known = _module_files()
     digest = hashlib.sha1()
-    for entry in TRAINING_SOURCES:
-        path = PACKAGE_DIR / entry
-        files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
-        for file in files:
-            digest.update(str(file.relative_to(PACKAGE_DIR)).encode())
-            digest.update(file.read_bytes())
+    for name in training_modules():
+        digest.update(name.encode())
+        digest.update(known[name].read_bytes())
     return digest.hexdigest()[:16]
 
 

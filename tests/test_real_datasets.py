@@ -347,3 +347,14 @@ def test_empty_file(tmp_path):
 def test_wrong_option_types_name_the_option_and_the_type(tmp_path, name, option, value, accepted):
     with pytest.raises(ValueError, match=rf"{option}=.*accepted: {re.escape(accepted)}"):
         load(name, "train", **{"root": tmp_path, option: value})
+
+
+def test_the_dataset_registry_refuses_a_second_loader_under_a_taken_name():
+    from mmkd_core.data.registry import LOADERS, register
+
+    def another_shapes(split, root=None):
+        raise AssertionError("never called")
+
+    with pytest.raises(ValueError, match="'shapes' is already registered"):
+        register("shapes")(another_shapes)
+    assert LOADERS["shapes"] is not another_shapes

@@ -173,3 +173,32 @@ def test_a_sweep_over_transfer_set_sizes_trains_each_size(experiment):
     [again] = runs.run_grid(spec, [0], config, dataclasses.replace(data, transfer=data.transfer.first(48)), cache,
                             workers=1)
     assert again["cached"] and again["test/accuracy"] == sizes[48]["test/accuracy"]
+
+
+def test_the_source_hash_covers_every_module_a_run_imports_and_no_other():
+    modules = runs.training_modules()
+    for needed in ("mmkd_core.runs", "mmkd_core.training.trainer", "mmkd_core.training.methods",
+                   "mmkd_core.losses.kd", "mmkd_core.losses.gram", "mmkd_core.weighting.meta",
+                   "mmkd_core.models.multimodal", "mmkd_core.data.shapes", "mmkd_core.experiments.multimodal"):
+        assert needed in modules
+    for reporting_only in ("mmkd_core.plots", "mmkd_core.results", "mmkd_core.reproduce", "mmkd_core.bench"):
+        assert reporting_only not in modules
+    # what a worker really imports: a fresh interpreter that imports the entry module loads exactly these
+    import subprocess
+    import sys
+
+    loaded = subprocess.run([sys.executable, "-c", "import sys, mmkd_core.runs; print(' '.join(sorted(m for m in "
+                             "sys.modules if m.startswith('mmkd_core'))))"], capture_output=True, text=True,
+                            check=True).stdout.split()
+    assert set(loaded) == set(modules)
+
+
+def test_a_new_module_imported_by_a_run_changes_the_source_hash(monkeypatch, tmp_path):
+    known = runs._module_files()
+    before = runs.source_hash()
+    edited = dict(known)
+    trainer_copy = tmp_path / "trainer.py"
+    trainer_copy.write_text(known["mmkd_core.training.trainer"].read_text() + "\n# an edit\n")
+    edited["mmkd_core.training.trainer"] = trainer_copy
+    monkeypatch.setattr(runs, "_module_files", lambda: edited)
+    assert runs.source_hash() != before
