@@ -72,3 +72,66 @@ def test_notebooks_import_no_private_name():
                 if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("mmkd_core"):
                     private = [a.name for a in node.names if a.name.startswith("_")]
                     assert not private, f"{notebook.name} imports private {private} from {node.module}"
+
+
+# The house, ground floor first. A module may import from its own floor or below, never above: at module level
+# or inside a function (a deferred import is still an arrow). Floors hold top-level names under mmkd_core.
+FLOORS = [
+    ("views", "labels", "reporting", "hub", "determinism", "parallel"),  # no mmkd_core import of consequence
+    ("losses",),
+    ("data",),
+    ("models",),                    # nn.Modules and their builders only
+    ("evaluation",),                # inference, metrics, statistics
+    ("weighting", "training"),      # the one training loop, methods, caches
+    ("experiments",),               # protocols: data + teacher + students
+    ("runs", "results", "plots", "analysis", "progress"),
+    ("reproduce", "bench", "run"),  # drivers
+]
+
+
+def floor_of(module: str) -> int:
+    parts = module.split(".")
+    if len(parts) == 1:  # the package itself
+        return len(FLOORS)
+    for floor, names in enumerate(FLOORS):
+        if parts[1] in names:
+            return floor
+    raise AssertionError(f"{module} is on no floor of the house: add it to FLOORS in {__file__}")
+
+
+def every_import_of(path: Path) -> list[tuple[str, int]]:
+    """``(module, line)`` of every mmkd_core import in ``path``, module level and inside functions alike."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                target = ".".join(base[:len(base) - node.level + 1] + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if target.startswith("mmkd_core"):
+                found.append((target, node.lineno))
+        elif isinstance(node, ast.Import):
+            found += [(a.name, node.lineno) for a in node.names if a.name.startswith("mmkd_core")]
+    return found
+
+
+def test_no_import_runs_up_the_house():
+    upward = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = module_name(path)
+        if name == "mmkd_core":
+            continue
+        for target, line in every_import_of(path):
+            if target != "mmkd_core" and floor_of(target) > floor_of(name):
+                upward.append(f"{path.relative_to(PACKAGE.parent)}:{line} {name} (floor {floor_of(name)}) imports "
+                              f"{target} (floor {floor_of(target)})")
+    assert not upward, "imports against the house's order:\n" + "\n".join(upward)
+
+
+def test_models_import_nothing_from_training_or_evaluation():
+    for path in (PACKAGE / "models").rglob("*.py"):
+        offending = [t for t, _ in every_import_of(path) if t.startswith(("mmkd_core.training", "mmkd_core.evaluation"))]
+        assert not offending, f"{path.name} imports {offending}"

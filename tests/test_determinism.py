@@ -12,6 +12,7 @@ import torch
 from mmkd_core.data import load
 from mmkd_core.determinism import fixed_cpu_threads
 from mmkd_core.models import two_tower
+from mmkd_core.training import fusion_head
 from mmkd_core.parallel import parallel_map
 
 ROWS = dict(task="ve", n_train=96, n_validation=48, n_test=24)
@@ -24,7 +25,7 @@ def features_and_head(_, root: str) -> dict[str, bytes]:
     towers = two_tower.load_towers(root)
     features = {split: two_tower.tower_features(part, input_size=INPUT_SIZE, root=root, towers=towers, cache=False)
                 for split, part in rows.items()}
-    fit = two_tower.fit_two_tower_teacher(features["train"], features["validation"], num_labels=3,
+    fit = fusion_head.fit_two_tower_teacher(features["train"], features["validation"], num_labels=3,
                                           fusions=("concat",), epochs=2, seed=0, cache=False, root=root)
     out = {f"{split}.{name}": getattr(f, name).contiguous().numpy().tobytes()
            for split, f in features.items() for name in ("text", "image")}

@@ -9,6 +9,7 @@ import torch
 from mmkd_core.data import load
 from mmkd_core.data.encoding import EncodedDataset
 from mmkd_core.models import pretrained, two_tower
+from mmkd_core.training import fusion_head
 from mmkd_core.views import VIEWS
 
 TINY = dict(task="ve", n_train=240, n_validation=120, n_test=24)
@@ -133,10 +134,10 @@ def test_head_views_and_null_embedding():
 
 def test_fusion_head_beats_chance_and_feeds_the_trainer_cache(root, tiny_rows, tiny_features, processor):
     train, validation = tiny_features["train"], tiny_features["validation"]
-    fit = two_tower.fit_two_tower_teacher(train, validation, num_labels=3, epochs=15, seed=0, root=root)
+    fit = fusion_head.fit_two_tower_teacher(train, validation, num_labels=3, epochs=15, seed=0, root=root)
     assert set(fit.candidates) == set(two_tower.FUSIONS) and fit.fusion in two_tower.FUSIONS
     assert fit.validation_accuracy >= 0.45  # 3 balanced classes: chance is 1/3
-    cache = two_tower.teacher_cache(fit.head, train)
+    cache = fusion_head.teacher_cache(fit.head, train)
     encoded = EncodedDataset(tiny_rows["train"], processor)
     cache.check(data_key=encoded.fingerprint)  # the student's dataset of the same rows matches
     assert cache.views == VIEWS and len(cache) == len(encoded)
@@ -147,10 +148,10 @@ def test_fusion_head_beats_chance_and_feeds_the_trainer_cache(root, tiny_rows, t
 
 def test_fitted_head_is_cached_and_reloaded(root, tiny_features, monkeypatch):
     train, validation = tiny_features["train"].head(120), tiny_features["validation"]
-    first = two_tower.fit_two_tower_teacher(train, validation, num_labels=3, fusions=("concat",), epochs=2, seed=0,
+    first = fusion_head.fit_two_tower_teacher(train, validation, num_labels=3, fusions=("concat",), epochs=2, seed=0,
                                             root=root)
-    monkeypatch.setattr(two_tower, "train_fusion_head", lambda *a, **k: pytest.fail("a cache hit trained a head"))
-    again = two_tower.fit_two_tower_teacher(train, validation, num_labels=3, fusions=("concat",), epochs=2, seed=0,
+    monkeypatch.setattr(fusion_head, "train_fusion_head", lambda *a, **k: pytest.fail("a cache hit trained a head"))
+    again = fusion_head.fit_two_tower_teacher(train, validation, num_labels=3, fusions=("concat",), epochs=2, seed=0,
                                             root=root)
     assert (again.fusion, again.best_epoch, again.history, again.candidates) == \
         (first.fusion, first.best_epoch, first.history, first.candidates)
@@ -159,15 +160,15 @@ def test_fitted_head_is_cached_and_reloaded(root, tiny_features, monkeypatch):
     # another seed, other rows or other settings: not this head
     for changes in ({"seed": 1}, {"epochs": 3}):
         with pytest.raises(pytest.fail.Exception, match="trained a head"):
-            two_tower.fit_two_tower_teacher(train, validation, num_labels=3, fusions=("concat",),
+            fusion_head.fit_two_tower_teacher(train, validation, num_labels=3, fusions=("concat",),
                                             **{"epochs": 2, "seed": 0, "root": root, **changes})
     with pytest.raises(pytest.fail.Exception, match="trained a head"):
-        two_tower.fit_two_tower_teacher(tiny_features["train"].head(100), validation, num_labels=3,
+        fusion_head.fit_two_tower_teacher(tiny_features["train"].head(100), validation, num_labels=3,
                                         fusions=("concat",), epochs=2, seed=0, root=root)
 
 
 def test_accuracy_vs_labels_table(root, tiny_features):
-    frame = two_tower.head_accuracy_vs_labels(tiny_features["train"], tiny_features["validation"],
+    frame = fusion_head.head_accuracy_vs_labels(tiny_features["train"], tiny_features["validation"],
                                               tiny_features["validation"], num_labels=3, label_counts=(60, 240),
                                               fusions=("concat",), epochs=2, root=root)
     assert list(frame["n_labels"]) == [60, 240]
@@ -202,8 +203,8 @@ def test_a_repo_student_distils_from_the_two_tower_cache(root, tiny_features):
     config = ExperimentConfig(dataset_options=dict(TINY), data_root=str(root), student_max_steps=4,
                               student_eval_every=2, batch_size=64)
     data = prepare_data(config)
-    fit = two_tower.train_fusion_head(tiny_features["train"], tiny_features["validation"], 3, epochs=2)
-    cache = two_tower.teacher_cache(fit.head, tiny_features["train"])
+    fit = fusion_head.train_fusion_head(tiny_features["train"], tiny_features["validation"], 3, epochs=2)
+    cache = fusion_head.teacher_cache(fit.head, tiny_features["train"])
     for method in ("kd", "msd", "gram"):  # joint logits; text / image logits too
         row = run_student(method, 0, config, data, cache)
         assert 0.0 <= row["validation/accuracy"] <= 1.0
@@ -228,7 +229,7 @@ def test_reproduce_prepares_notebook_06s_teacher_once(tmp_path, monkeypatch):
         (4, 6, "head on 30 labels"), (5, 6, "head on 60 labels"), (6, 6, "ready")]
     assert events[-1] == {"teacher": 0, "finished": True, "summary": first[0]}
     monkeypatch.setattr(two_tower, "load_towers", lambda *a, **k: pytest.fail("a cache hit loaded the towers"))
-    monkeypatch.setattr(two_tower, "train_fusion_head", lambda *a, **k: pytest.fail("a cache hit trained a head"))
+    monkeypatch.setattr(fusion_head, "train_fusion_head", lambda *a, **k: pytest.fail("a cache hit trained a head"))
     again = prepare_teachers([entry], workers=1)
     assert "features cached" in again[0]
     config = ExperimentConfig.preset("fast", "ve", dataset_options=entry["dataset_options"])

@@ -9,6 +9,8 @@ import datasets
 import PIL.Image
 import pytest
 
+from mmkd_core.labels import MISSING_LABEL, UNLABELLED
+
 from mmkd_core.data import LOADERS, load
 from mmkd_core.data import real
 
@@ -152,7 +154,13 @@ def test_hateful_memes_unlabelled_test(tmp_path):
     with pytest.raises(ValueError, match=r"test_seen\.jsonl, line 1 .*allow_unlabelled=True"):
         load("hateful_memes", "test", root=root)
     dataset = load("hateful_memes", "test", root=root, allow_unlabelled=True)
-    assert dataset["label"] == [-1]
+    assert dataset["label"] == [MISSING_LABEL]
+    # once encoded, the row is one the losses skip, never class -1 (mmkd_core.labels)
+    from mmkd_core.data.encoding import ImageTextProcessor, LazyDataset
+    from mmkd_core.data.tokenizer import build_shapes_tokenizer
+
+    lazy = LazyDataset(dataset, ImageTextProcessor(build_shapes_tokenizer(), image_size=32, max_length=8))
+    assert lazy.collate_fn([lazy[0]])["labels"].tolist() == [UNLABELLED]
 
 
 def test_snli_ve_content_and_image_dir(tmp_path):

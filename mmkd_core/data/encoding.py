@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..losses.ce import UNLABELLED
+from ..labels import MISSING_LABEL, UNLABELLED
 
 REQUIRED_COLUMNS = ("image", "text", "label")
 
@@ -68,7 +68,9 @@ class ImageTextProcessor:
         """Collate function: a list of rows (with ``index``) → a batch dict."""
         batch = self.encode_texts([row["text"] for row in rows])
         batch["pixel_values"] = self.encode_images([row["image"] for row in rows])
-        batch["labels"] = torch.tensor([int(row["label"]) for row in rows], dtype=torch.long)
+        # a row without a label in its file (MISSING_LABEL) is a row the losses must skip (mmkd_core.labels)
+        batch["labels"] = torch.tensor([UNLABELLED if int(row["label"]) == MISSING_LABEL else int(row["label"])
+                                        for row in rows], dtype=torch.long)
         batch["index"] = torch.tensor([int(row["index"]) for row in rows], dtype=torch.long)
         return batch
 
@@ -131,7 +133,7 @@ class EncodedDataset(torch.utils.data.Dataset):
     def hide_labels_after(self, n: int) -> "EncodedDataset":
         """Every row, but only the first ``n`` keep their label: the others become a transfer set.
 
-        Their label turns into :data:`~mmkd_core.losses.ce.UNLABELLED`, which every loss reads as "distil,
+        Their label turns into :data:`~mmkd_core.labels.UNLABELLED`, which every loss reads as "distil,
         do not classify"; the true labels are not kept anywhere in the returned dataset.
         """
         check_labelled_rows(n, len(self))

@@ -30,7 +30,7 @@ from PIL import Image as PILImage
 from .registry import check_split, register
 from .options import bool_option, choice_option, path_option
 
-UNLABELLED = -1  # ClassLabel's own "no label" value
+from ..labels import MISSING_LABEL
 
 # ----------------------------------------------------------------------------------------------
 # Layout drawings, reused in docstrings and in every error message so a wrong root is easy to fix.
@@ -204,7 +204,7 @@ def load_hateful_memes(split: str, root=None, phase: str = "seen", allow_unlabel
             label = _label_index(record["label"], HATEFUL_MEMES_LABELS, path, number, "hateful_memes",
                                  aliases={0: "not_hateful", 1: "hateful"})
         elif allow_unlabelled:
-            label = UNLABELLED
+            label = MISSING_LABEL
         else:
             raise ValueError(f"hateful_memes: {path}, line {number} has no 'label' (an unlabelled test "
                              "release); pass allow_unlabelled=True to load it with label -1")

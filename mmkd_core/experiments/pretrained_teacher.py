@@ -17,6 +17,7 @@ from typing import Callable, Iterable
 
 from ..data import load
 from ..models import pretrained, two_tower
+from ..training import fusion_head
 from .multimodal import ExperimentConfig
 
 SPLITS = ("train", "validation", "test")
@@ -51,15 +52,15 @@ def num_classes(config: ExperimentConfig) -> int:
     return load(config.dataset, "validation", root=config.data_root, **config.dataset_options).features["label"].num_classes
 
 
-def fit_teacher(features: dict[str, two_tower.TowerFeatures], num_labels: int, seed: int = 0) -> two_tower.FusionFit:
+def fit_teacher(features: dict[str, two_tower.TowerFeatures], num_labels: int, seed: int = 0) -> fusion_head.FusionFit:
     """The fusion head on the whole pool, fusion chosen on validation (cached: trained once)."""
-    return two_tower.fit_two_tower_teacher(features["train"], features["validation"], num_labels, seed=seed)
+    return fusion_head.fit_two_tower_teacher(features["train"], features["validation"], num_labels, seed=seed)
 
 
 def pretraining_sweep(features: dict[str, two_tower.TowerFeatures], num_labels: int,
                       label_counts: Iterable[int], seeds: Iterable[int] = (0,)):
-    """:func:`~mmkd_core.models.two_tower.head_accuracy_vs_labels` on these splits (each fit cached)."""
-    return two_tower.head_accuracy_vs_labels(features["train"], features["validation"], features["test"], num_labels,
+    """:func:`~mmkd_core.models.fusion_head.head_accuracy_vs_labels` on these splits (each fit cached)."""
+    return fusion_head.head_accuracy_vs_labels(features["train"], features["validation"], features["test"], num_labels,
                                              label_counts=label_counts, seeds=seeds)
 
 
@@ -114,6 +115,6 @@ def _prepared_record(config: ExperimentConfig, input_size: int, label_counts: li
     # The features and heads are keyed by the rows' fingerprints, which only loaded data gives; the record is keyed
     # by what determines those rows instead (the configuration), with the towers' weights and the cache versions.
     fields = [config.key(), input_size, label_counts, seed, pretrained.towers_fingerprint(),
-              two_tower.FEATURES_VERSION, two_tower.FIT_VERSION]
+              two_tower.FEATURES_VERSION, fusion_head.FIT_VERSION]
     key = hashlib.sha1(json.dumps(fields).encode()).hexdigest()[:16]
     return pretrained.pretrained_dir() / "prepared" / f"two-tower-{key}.json"

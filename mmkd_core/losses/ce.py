@@ -9,8 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-UNLABELLED = -100
-"""Label value of a row whose label the student may not see."""
+from ..labels import UNLABELLED  # noqa: F401 - re-exported: the value losses skip (mmkd_core.labels)
 
 
 CE_REDUCTIONS = ("batch", "labelled")
