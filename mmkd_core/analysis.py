@@ -10,6 +10,7 @@ import seaborn as sns
 from .evaluation.predict import predict
 from .views import VIEWS
 from .experiments.multimodal import gram_snapshots, mean_gram  # noqa: F401  (the notebooks' names)
+from .evaluation.stats import mean_ci
 
 
 def view_predictions(model, encoded, label_names) -> pd.DataFrame:
@@ -82,7 +83,6 @@ def plot_weights_vs_knobs(frames: dict[str, pd.DataFrame]):
     Bars are means with 95% Student-t intervals (no bootstrap: the same figure every run); one panel per
     scheme, each with its own y axis starting at 0.
     """
-    from .evaluation.stats import mean_ci
 
     fig, axes = plt.subplots(1, len(frames), figsize=(4.6 * len(frames), 3.3), squeeze=False)
     for ax, (name, frame) in zip(axes[0], frames.items()):

@@ -28,7 +28,7 @@ import torch
 from .data import load
 from .data.encoding import EncodedDataset, ImageTextProcessor
 from .data.tokenizer import build_shapes_tokenizer
-from .experiments import inference_throughput
+from .experiments import ExperimentConfig, inference_throughput
 from .evaluation.probes import count_parameters
 from .models.multimodal import build_multimodal_model
 from .reporting import save_table
@@ -131,7 +131,6 @@ def trainer_overhead(build_student, train_data, val_data, steps: int = 100, batc
 
     ``eval_every``: None, the students' setting of the embedded preset (validation included in the timing).
     """
-    from .experiments import ExperimentConfig
 
     eval_every = eval_every or ExperimentConfig.preset("embedded").student_eval_every
     config = TrainConfig(epochs=10**6, max_steps=steps, batch_size=batch_size, eval_every=eval_every,

@@ -255,7 +255,6 @@ def difference_forest(claims: pd.DataFrame, title: str = "differences of means, 
 
 def interval_table(frame: pd.DataFrame, by: list[str], metric: str) -> pd.DataFrame:
     """Mean, 95% t-interval half-width and count of ``metric`` per group (what :func:`lines_with_ci` draws)."""
-    from .evaluation.stats import mean_ci
 
     lines = []
     for keys, group in frame.groupby(by, sort=False):
@@ -357,8 +356,6 @@ def accuracy_vs_cost(runs: pd.DataFrame, task: str, order: Sequence[str] | None 
     are drawn hollow and labelled in the legend (outside the data).
     """
     from matplotlib.ticker import FuncFormatter, LogLocator
-
-    from .evaluation.stats import mean_ci
 
     frame = runs[runs["task"] == task]
     methods = list(order) if order is not None else list(dict.fromkeys(frame["method"]))

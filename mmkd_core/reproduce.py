@@ -32,6 +32,8 @@ from pathlib import Path
 import yaml
 
 from .reporting import REPRODUCE_ENV, figure_caption
+from .runs import cache_root, fresh, prepare_teachers, teacher_is_cached, teacher_label
+from .progress import TeacherBars
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -128,7 +130,6 @@ def _duration(seconds: float) -> str:
 def plan_lines(config_path: Path, selected: list[dict], teachers: list[dict], reports: Path) -> list[str]:
     """What a run will do, as printed before it starts (and by ``--plan``): the teachers to train or found cached,
     the notebooks, the run cache's size, and the time each step took in the last run (its timings file)."""
-    from .runs import cache_root, fresh, teacher_is_cached, teacher_label
 
     timings_path = reports / "tables" / "reproduce_timings.csv"
     last = read_timings(timings_path)
@@ -329,8 +330,6 @@ def _run(args: argparse.Namespace) -> int:
 
 def _prepare_teachers(teachers: list[dict], notebooks: int) -> float:
     """The teachers phase, one live bar per teacher; returns its seconds."""
-    from .progress import TeacherBars
-    from .runs import prepare_teachers, teacher_is_cached, teacher_label
 
     cached = [teacher_is_cached(entry) for entry in teachers]
     print(f"[0/{notebooks}] teachers in parallel: {len(teachers) - sum(cached)} to train, {sum(cached)} cached "

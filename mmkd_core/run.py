@@ -40,6 +40,9 @@ from .experiments import (STUDENT_DATA, ExperimentConfig, get_teacher, get_teach
 from .reporting import REPO_ROOT, default_reports_dir
 from .results import rows_frame
 from .training.cache import weights_fingerprint
+from .experiments.vision import LabelEfficiencyConfig, run_experiment
+from .models.vision import TinyVisionSizes
+from .data.digits import load_digits_splits
 
 EXPERIMENTS = ("teacher", "student", "vision")
 
@@ -138,10 +141,6 @@ def main(argv: list[str] | None = None) -> int:
 def run_vision(args, state, out: Path) -> int:
     """Notebook 01's label-efficiency comparison (teacher, KD student, supervised student, random init) per seed."""
     import dataclasses
-
-    from .data.digits import load_digits_splits
-    from .models.vision import TinyVisionSizes
-    from .experiments.vision import LabelEfficiencyConfig, run_experiment
 
     if state.num_processes > 1:
         raise SystemExit("the 'vision' experiment runs in one process (its feature-KD loop is not sharded); "

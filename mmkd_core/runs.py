@@ -35,7 +35,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .data import default_data_dir
-from .experiments import ExperimentConfig, ExperimentData, run_student, slug
+from .experiments import checkpoint_dir, ExperimentConfig, ExperimentData, pretrained_teacher, run_student, setup, slug
 from .models.multimodal import MultimodalClassifier
 from .parallel import default_workers, parallel_map, process_pool, stop_pool, submit_all
 from .progress import ProgressCallback, TeacherReporter, forwarded_events
@@ -384,7 +384,6 @@ def teacher_label(entry: dict) -> str:
 
 def teacher_is_cached(entry: dict) -> bool:
     """Whether the teacher of an entry is ready, checked without loading data or a model (for a plan)."""
-    from .experiments import checkpoint_dir, pretrained_teacher
 
     config, two_tower = _teacher_setting(entry)
     if two_tower is not None:
@@ -395,7 +394,6 @@ def teacher_is_cached(entry: dict) -> bool:
 
 def _prepare_teacher(item: tuple[int, dict], events=None) -> str:
     """The teacher of ``item`` = (its position in the list, its entry); ``events``: a queue for its progress."""
-    from .experiments import pretrained_teacher, setup
 
     torch.set_num_threads(1)
     number, entry = item

@@ -135,3 +135,27 @@ def test_models_import_nothing_from_training_or_evaluation():
     for path in (PACKAGE / "models").rglob("*.py"):
         offending = [t for t, _ in every_import_of(path) if t.startswith(("mmkd_core.training", "mmkd_core.evaluation"))]
         assert not offending, f"{path.name} imports {offending}"
+
+
+def test_no_function_level_import_crosses_a_floor():
+    """An import inside a function hides an arrow from the reader of the module's head; between floors it is
+    written at module level (where the cycle test sees it). Within a floor it may defer (e.g. runs → results)."""
+    hidden = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = module_name(path)
+        tree = ast.parse(path.read_text())
+        module_level = {id(node) for node in tree.body}
+        package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+        for node in ast.walk(tree):
+            if id(node) in module_level or not isinstance(node, (ast.Import, ast.ImportFrom)):
+                continue
+            if isinstance(node, ast.ImportFrom):
+                base = package.split(".")
+                target = (".".join(base[:len(base) - node.level + 1] + ([node.module] if node.module else []))
+                          if node.level else node.module or "")
+                targets = [target] if target.startswith("mmkd_core") else []
+            else:
+                targets = [a.name for a in node.names if a.name.startswith("mmkd_core")]
+            hidden += [f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {name} → {t}" for t in targets
+                       if floor_of(t) != floor_of(name)]
+    assert not hidden, "function-level imports across floors:\n" + "\n".join(hidden)

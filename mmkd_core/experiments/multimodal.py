@@ -31,13 +31,14 @@ from ..data.batches import first_rows, num_batches
 from ..data.encoding import EncodedDataset, ImageTextProcessor, LazyDataset
 from ..data.tokenizer import build_shapes_tokenizer
 from ..evaluation.probes import count_parameters, timed_throughput
-from ..models.multimodal import MultimodalClassifier, build_multimodal_model
+from ..models.multimodal import build_multimodal_model, from_pretrained_vilt, MultimodalClassifier, student_from_teacher
 from ..training.cache import TeacherCache
 from ..training.methods import make_method
 from ..evaluation.predict import classification_metrics, eval_mode, model_inputs, predict
 from ..losses.gram import modality_gram, stack_views
 from ..views import VIEWS
 from ..training.trainer import TrainConfig, train
+from ..hub import load_tokenizer
 
 BINARY_PRIMARY = "auroc"
 
@@ -201,7 +202,6 @@ def prepare_data(config: ExperimentConfig) -> ExperimentData:
     if config.tokenizer is None:
         tokenizer = build_shapes_tokenizer()
     else:
-        from ..hub import load_tokenizer
 
         tokenizer = load_tokenizer(config.tokenizer)
     processor = ImageTextProcessor(tokenizer, image_size=config.image_size, max_length=config.max_text_length)
@@ -245,7 +245,6 @@ def get_teacher(config: ExperimentConfig, data: ExperimentData, retrain: bool = 
         info = json.loads((folder / "run.json").read_text())
         return MultimodalClassifier.load(folder / "checkpoint"), info
     if config.teacher_pretrained:
-        from ..models.multimodal import from_pretrained_vilt
 
         torch.manual_seed(config.teacher_seed)  # the new classifier head
         teacher = from_pretrained_vilt(config.teacher_pretrained, num_labels=data.num_labels)
@@ -333,7 +332,6 @@ def run_student(method_name: str, seed: int, config: ExperimentConfig, data: Exp
         raise ValueError(f"method {method_name!r} has no teacher term: on the transfer set it would only see "
                          f"the labelled rows; train it with student_data='labelled'")
     if config.student_init_layers:
-        from ..models.multimodal import student_from_teacher
 
         teacher, _ = get_teacher(config, data, progress=False)
         torch.manual_seed(seed)

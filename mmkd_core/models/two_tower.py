@@ -46,6 +46,7 @@ from ..determinism import CACHED_COMPUTATION_THREADS, fixed_cpu_threads
 from ..views import VIEWS
 from . import pretrained
 from .multimodal import MultimodalOutput
+from ..data.encoding import check_columns, dataset_fingerprint, ImageTextProcessor
 
 # Bump when the feature computation changes, so old caches are not reused. 2: computed on one CPU thread wherever
 # they are computed (version 1 depended on the computing process's thread count; mmkd_core.determinism).
@@ -92,7 +93,6 @@ class TowerFeatures:
         against the pool (a mismatch raises ``ValueError``); the result carries ``rows``' fingerprint as
         ``data_key``, so its :func:`teacher_cache` matches the students' ``EncodedDataset``.
         """
-        from ..data.encoding import dataset_fingerprint
 
         if dataset_fingerprint(pool_rows) != self.data_key:
             raise ValueError("pool_rows are not the rows these features were computed on")
@@ -136,8 +136,6 @@ def tower_features(rows, input_size: int = 128, grid: int = 2, root: str | Path 
     """
     from safetensors import safe_open
     from safetensors.torch import save_file
-
-    from ..data.encoding import ImageTextProcessor, check_columns, dataset_fingerprint
 
     check_columns(rows)
     data_key = dataset_fingerprint(rows)
