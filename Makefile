@@ -29,7 +29,7 @@ test-notebooks: $(STAMP)
 ## make reproduce: run notebooks 00-06 with papermill (parameters from reproduce.yaml) and rebuild reports/.
 ## It prints its plan first (teachers to train or cached, notebooks, the last run's time per step); PLAN=1 prints
 ## only the plan. Finished student runs are cached in data/run-cache (keyed by everything that defines them, source
-## included): FRESH=1 retrains everything; ONLY="03 04" reruns only those notebooks and the summary notebook (05),
+## included): FRESH=1 retrains the runs cached before this reproduction (runs it trains are still shared); ONLY="03 04" reruns only those notebooks and the summary notebook (05),
 ## leaving the other notebooks' reports as they are.
 ## CONFIG=reproduce.gpu.yaml runs the gpu profile (larger pools and models; for a machine with a GPU).
 FRESH ?= 0

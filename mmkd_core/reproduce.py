@@ -32,7 +32,7 @@ from pathlib import Path
 import yaml
 
 from .reporting import REPRODUCE_ENV, figure_caption
-from .runs import cache_root, fresh, prepare_teachers, teacher_is_cached, teacher_label
+from .runs import FRESH_SINCE_ENV, cache_root, fresh, prepare_teachers, teacher_is_cached, teacher_label
 from .progress import TeacherBars
 
 REPO = Path(__file__).resolve().parents[1]
@@ -153,7 +153,8 @@ def plan_lines(config_path: Path, selected: list[dict], teachers: list[dict], re
         lines.append(f"    {name:<{width}}  {last_time(Path(entry['path']).name)}")
     runs = cache_root()
     count = sum(1 for folder in runs.iterdir() if (folder / "complete").exists()) if runs.is_dir() else 0
-    use = "ignored: FRESH=1 trains every run again" if fresh() else "a run whose key matches is loaded, not trained"
+    use = ("FRESH=1: the runs cached before this reproduction are trained again" if fresh()
+           else "a run whose key matches is loaded, not trained")
     lines.append(f"  run cache: {count} finished student runs in {_shown(runs)} ({use})")
     known = [seconds for seconds in expected if seconds is not None]
     if not known:
@@ -212,6 +213,15 @@ def write_index(reports: Path, notebooks: list[str], timings: dict[str, float]) 
         lines += [f"- figure: [{f.stem}](figures/{f.name})" + (f": {c}" if (c := figure_caption(f)) else "")
                   for f in figures]
         lines.append("")
+    # Tables no notebook writes: the driver's own timings, and `make bench`'s tables where they were committed
+    # (bench_*: python -m mmkd_core.bench --reports-dir reports/tables). Listed, so every file here is indexed.
+    others = sorted(p for p in (reports / "tables").glob("*.md") if not prefix_of(p.name)) + \
+        sorted(p for p in (reports / "tables").glob("*.csv") if not prefix_of(p.name) and not p.with_suffix(".md").exists())
+    if others:
+        lines += ["## Not from a notebook", ""]
+        lines += [f"- table: [{t.stem}](tables/{t.name})" + (f" ([csv](tables/{t.stem}.csv))" if t.suffix == ".md" else "")
+                  for t in others]
+        lines.append("")
     path = reports / "README.md"
     path.write_text("\n".join(lines))
     return path
@@ -263,16 +273,22 @@ def main(argv: list[str] | None = None) -> int:
 @contextlib.contextmanager
 def reproduction_environment():
     """``MMKD_REPRODUCE=1`` while inside: the kernels papermill starts inherit it, and with it (only with
-    it) notebooks write to reports/. Restored afterwards, so a caller's later runs are ad hoc again."""
-    previous = os.environ.get(REPRODUCE_ENV)
-    os.environ[REPRODUCE_ENV] = "1"
+    it) notebooks write to reports/. With ``MMKD_FRESH=1`` also the moment this reproduction started
+    (:func:`mmkd_core.runs.fresh_since`): runs cached before it are retrained, runs trained since are shared between
+    notebooks. Both are restored afterwards, so a caller's later runs are ad hoc again."""
+    settings = {REPRODUCE_ENV: "1"}
+    if fresh():
+        settings[FRESH_SINCE_ENV] = repr(time.time())
+    previous = {name: os.environ.get(name) for name in settings}
+    os.environ.update(settings)
     try:
         yield
     finally:
-        if previous is None:
-            os.environ.pop(REPRODUCE_ENV, None)
-        else:
-            os.environ[REPRODUCE_ENV] = previous
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -5,7 +5,9 @@ that defines it: the experiment configuration, the teacher (its weights' fingerp
 arguments, the seed, the student's data (labelled rows or transfer set) and a hash of the package source
 that trains it. Asking for the same run again loads it; changing any part of the key trains anew. An
 entry is written to a temporary folder and renamed into place, and it is read back in full before it is
-trusted: a partial or corrupt entry is trained again. ``MMKD_FRESH=1`` ignores the cache (and rewrites it).
+trusted: a partial or corrupt entry is trained again. ``MMKD_FRESH=1`` ignores the runs cached before the
+reproduction (or the process) started, and rewrites them; a run trained since is shared as usual, so notebooks that
+share a run still train it once (:func:`fresh_since`).
 
 **Workers.** :func:`run_grid` sends the runs the cache does not hold to ``workers`` processes, each on one
 CPU thread (these 2-layer students are too small for a second thread to pay, so independent runs in
@@ -26,6 +28,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 import traceback
 from pathlib import Path
 from typing import Any, Iterable
@@ -110,6 +113,22 @@ def fresh() -> bool:
     return os.environ.get("MMKD_FRESH", "0") == "1"
 
 
+FRESH_SINCE_ENV = "MMKD_FRESH_SINCE"
+
+
+def fresh_since() -> float | None:
+    """With ``MMKD_FRESH=1``: the moment (seconds since the epoch) before which cached runs are ignored; else None.
+
+    ``make reproduce`` sets it once, as it starts, for every notebook kernel it launches: a run one notebook trains
+    is then a cache hit for the next notebook, and only what was cached before the reproduction is retrained.
+    (Ignoring the cache outright retrained notebook 02's runs again in 03 and 04.) Elsewhere it is fixed at the
+    first call in the process.
+    """
+    if not fresh():
+        return None
+    return float(os.environ.setdefault(FRESH_SINCE_ENV, repr(time.time())))
+
+
 @dataclasses.dataclass
 class RunSpec:
     """One student run of a grid: what to train, with which seed, on which data."""
@@ -183,10 +202,13 @@ def save_entry(row: dict[str, Any], folder: Path) -> None:
     tmp.rename(folder)
 
 
-def load_entry(folder: Path, keep_model: bool) -> dict[str, Any] | None:
-    """The cached row, or None when the entry is missing, partial or unreadable (then it is retrained)."""
+def load_entry(folder: Path, keep_model: bool, written_since: float | None = None) -> dict[str, Any] | None:
+    """The cached row, or None when the entry is missing, partial or unreadable, or was written before
+    ``written_since`` (seconds since the epoch; see :func:`fresh_since`): then it is retrained."""
     folder = Path(folder)
     if not (folder / "complete").exists():
+        return None
+    if written_since is not None and (folder / "complete").stat().st_mtime < written_since:
         return None
     try:
         row = json.loads((folder / "row.json").read_text())
@@ -294,7 +316,7 @@ def run_grid(specs: list[dict], seeds: Iterable[int], config: ExperimentConfig, 
     with tqdm(total=len(runs), desc=desc) as bar:
         todo = []
         for i, (run, key) in enumerate(zip(runs, keys)):
-            cached = None if (fresh() or not use_cache) else load_entry(cache_root() / key, keep_model=True)
+            cached = load_entry(cache_root() / key, keep_model=True, written_since=fresh_since()) if use_cache else None
             if cached is not None:  # the label is a name, not part of the key: the same run may have served
                 cached["method"] = run.label  # under another name (a grid cell that became a table row)
                 results[i] = cached

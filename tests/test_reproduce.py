@@ -145,3 +145,20 @@ def test_outputs_a_notebook_did_not_write_are_removed_and_no_other(tmp_path):
     assert sorted(str(p.relative_to(reports)) for p in reports.rglob("*") if p.is_file()) == [
         "executed/03_x.ipynb", "tables/03_kept.csv", "tables/03_kept.md", "tables/04_other.csv", "tables/bench_steps.csv"]
     assert reproduce.prefixed_outputs(reports, "") == {}  # a notebook without a number owns nothing by name
+
+
+def test_a_fresh_reproduction_fixes_its_start_for_every_kernel_and_restores_the_environment(monkeypatch):
+    import os
+
+    from mmkd_core.reproduce import reproduction_environment
+    from mmkd_core.runs import FRESH_SINCE_ENV, fresh_since
+
+    monkeypatch.delenv(FRESH_SINCE_ENV, raising=False)
+    monkeypatch.setenv("MMKD_FRESH", "1")
+    with reproduction_environment():
+        start = os.environ[FRESH_SINCE_ENV]  # inherited by the papermill kernels
+        assert fresh_since() == float(start)
+    assert FRESH_SINCE_ENV not in os.environ
+    monkeypatch.setenv("MMKD_FRESH", "0")
+    with reproduction_environment():
+        assert FRESH_SINCE_ENV not in os.environ and fresh_since() is None

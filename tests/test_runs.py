@@ -74,11 +74,17 @@ def test_a_damaged_entry_is_trained_again(experiment):
     assert runs.load_entry(folder, keep_model=False) is None
 
 
-def test_fresh_ignores_the_cache(experiment, monkeypatch):
+def test_fresh_retrains_what_was_cached_before_and_shares_what_it_trained(experiment, monkeypatch):
+    import time
+
     config, data, cache = experiment
     runs.run_grid(SPECS[:1], [0], config, data, cache, workers=1)
+    time.sleep(0.05)  # the entry's mtime lies strictly before the reproduction's start
     monkeypatch.setenv("MMKD_FRESH", "1")
+    monkeypatch.setenv(runs.FRESH_SINCE_ENV, repr(time.time()))  # what make reproduce sets as it starts
     assert not runs.run_grid(SPECS[:1], [0], config, data, cache, workers=1)[0]["cached"]
+    # ... and the run it trained serves the next notebook of the same reproduction
+    assert runs.run_grid(SPECS[:1], [0], config, data, cache, workers=1)[0]["cached"]
 
 
 def test_parallel_workers_give_bit_identical_results(experiment):
