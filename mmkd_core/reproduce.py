@@ -142,8 +142,12 @@ def plan_lines(config_path: Path, selected: list[dict], teachers: list[dict], re
 
     if teachers:
         cached = [teacher_is_cached(entry) for entry in teachers]
-        lines.append(f"  teachers, in parallel: {len(teachers) - sum(cached)} to train, {sum(cached)} cached "
-                     f"({last_time(TEACHERS_STEP)})")
+        if all(cached):  # loading them takes seconds, whatever training them took last time
+            expected.append(0.0)
+            when = "loaded in seconds"
+        else:
+            when = last_time(TEACHERS_STEP)
+        lines.append(f"  teachers, in parallel: {len(teachers) - sum(cached)} to train, {sum(cached)} cached ({when})")
         lines += [f"    {'cached  ' if is_cached else 'to train'}  {teacher_label(entry)}"
                   for entry, is_cached in zip(teachers, cached)]
     lines.append(f"  notebooks to run: {len(selected)}")
