@@ -18,7 +18,6 @@ experiment (:func:`worker_pool`).
 """
 from __future__ import annotations
 
-import ast
 import atexit
 import concurrent.futures
 import contextlib
@@ -41,40 +40,15 @@ from .data import default_data_dir
 from .experiments import checkpoint_dir, ExperimentConfig, ExperimentData, pretrained_teacher, run_student, setup, slug
 from .models.multimodal import MultimodalClassifier
 from .parallel import default_workers, parallel_map, process_pool, stop_pool, submit_all
+from .sources import imported_modules, module_files
 from .progress import ProgressCallback, TeacherReporter, forwarded_events
 from .training.cache import TeacherCache
 from .training.methods import make_method
 from .training.trainer import resolve_precision, uses_cpu
 
-PACKAGE_DIR = Path(__file__).resolve().parent
 LOG_FRAMES = ("step_log", "evaluation_log", "weights", "gram_snapshots")
 RUN_ENTRY_MODULE = "mmkd_core.runs"
 """Where a student run starts: a worker process imports this module, and with it every module it imports."""
-
-
-def _module_files() -> dict[str, Path]:
-    files = {}
-    for path in PACKAGE_DIR.rglob("*.py"):
-        parts = list(path.relative_to(PACKAGE_DIR.parent).with_suffix("").parts)
-        files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
-    return files
-
-
-def _module_level_imports(name: str, path: Path, known: dict[str, Path]) -> set[str]:
-    """The package's modules that ``name`` imports when it is imported (its module-level import statements)."""
-    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
-    found = set()
-    for node in ast.parse(path.read_text()).body:
-        if isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")
-                target = ".".join(base[:len(base) - node.level + 1] + ([node.module] if node.module else []))
-            else:
-                target = node.module or ""
-            found.update(m for m in [target, *(f"{target}.{a.name}" for a in node.names)] if m in known)
-        elif isinstance(node, ast.Import):
-            found.update(a.name for a in node.names if a.name in known)
-    return found
 
 
 def training_modules() -> list[str]:
@@ -86,7 +60,7 @@ def training_modules() -> list[str]:
     vision code, the drivers) stay out: editing them must not invalidate every cached run. Imports inside
     functions are deferred and left out; the teacher enters the key through its weights' fingerprint.
     """
-    known = _module_files()
+    known = module_files()
     seen, todo = set(), [RUN_ENTRY_MODULE]
     while todo:
         name = todo.pop()
@@ -95,13 +69,13 @@ def training_modules() -> list[str]:
         seen.add(name)
         parts = name.split(".")
         todo += [".".join(parts[:i]) for i in range(1, len(parts)) if ".".join(parts[:i]) in known]
-        todo += sorted(_module_level_imports(name, known[name], known))
+        todo += sorted(imported_modules(known[name], known, name=name))
     return sorted(seen)
 
 
 def source_hash() -> str:
     """SHA-1 of the source of :func:`training_modules` (any edit there invalidates cached runs)."""
-    known = _module_files()
+    known = module_files()
     digest = hashlib.sha1()
     for name in training_modules():
         digest.update(name.encode())

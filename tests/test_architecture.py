@@ -4,35 +4,16 @@ import ast
 import json
 from pathlib import Path
 
+from mmkd_core.sources import imported_modules, module_files, module_name, package_imports
+
 PACKAGE = Path(__file__).resolve().parents[1] / "mmkd_core"
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 
-def module_name(path: Path) -> str:
-    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
 def imports_of(path: Path) -> set[str]:
     """Modules of mmkd_core that ``path`` imports at module level (imports inside functions are deferred
-    on purpose and cannot form an import-time cycle)."""
-    name = module_name(path)
-    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
-    found = set()
-    for node in ast.parse(path.read_text()).body:
-        if isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")
-                base = base[:len(base) - node.level + 1]
-                target = ".".join(base + ([node.module] if node.module else []))
-            else:
-                target = node.module or ""
-            if target.startswith("mmkd_core"):
-                found.add(target)
-                found.update(f"{target}.{alias.name}" for alias in node.names)
-        elif isinstance(node, ast.Import):
-            found.update(a.name for a in node.names if a.name.startswith("mmkd_core"))
-    return found
+    and cannot form an import-time cycle; test_no_function_level_import_crosses_a_floor limits them)."""
+    return imported_modules(path, module_files())
 
 
 def test_the_import_graph_has_no_cycle():
@@ -77,7 +58,7 @@ def test_notebooks_import_no_private_name():
 # The house, ground floor first. A module may import from its own floor or below, never above: at module level
 # or inside a function (a deferred import is still an arrow). Floors hold top-level names under mmkd_core.
 FLOORS = [
-    ("views", "labels", "reporting", "hub", "determinism", "parallel"),  # no mmkd_core import of consequence
+    ("views", "labels", "reporting", "hub", "determinism", "parallel", "sources"),  # no mmkd_core import of consequence
     ("losses",),
     ("data",),
     ("models",),                    # nn.Modules and their builders only
@@ -101,21 +82,7 @@ def floor_of(module: str) -> int:
 
 def every_import_of(path: Path) -> list[tuple[str, int]]:
     """``(module, line)`` of every mmkd_core import in ``path``, module level and inside functions alike."""
-    name = module_name(path)
-    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
-    found = []
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")
-                target = ".".join(base[:len(base) - node.level + 1] + ([node.module] if node.module else []))
-            else:
-                target = node.module or ""
-            if target.startswith("mmkd_core"):
-                found.append((target, node.lineno))
-        elif isinstance(node, ast.Import):
-            found += [(a.name, node.lineno) for a in node.names if a.name.startswith("mmkd_core")]
-    return found
+    return [(item.target, item.line) for item in package_imports(path, where="everywhere")]
 
 
 def test_no_import_runs_up_the_house():
@@ -140,22 +107,7 @@ def test_models_import_nothing_from_training_or_evaluation():
 def test_no_function_level_import_crosses_a_floor():
     """An import inside a function hides an arrow from the reader of the module's head; between floors it is
     written at module level (where the cycle test sees it). Within a floor it may defer (e.g. runs → results)."""
-    hidden = []
-    for path in sorted(PACKAGE.rglob("*.py")):
-        name = module_name(path)
-        tree = ast.parse(path.read_text())
-        module_level = {id(node) for node in tree.body}
-        package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
-        for node in ast.walk(tree):
-            if id(node) in module_level or not isinstance(node, (ast.Import, ast.ImportFrom)):
-                continue
-            if isinstance(node, ast.ImportFrom):
-                base = package.split(".")
-                target = (".".join(base[:len(base) - node.level + 1] + ([node.module] if node.module else []))
-                          if node.level else node.module or "")
-                targets = [target] if target.startswith("mmkd_core") else []
-            else:
-                targets = [a.name for a in node.names if a.name.startswith("mmkd_core")]
-            hidden += [f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {name} → {t}" for t in targets
-                       if floor_of(t) != floor_of(name)]
+    hidden = [f"{path.relative_to(PACKAGE.parent)}:{item.line} {module_name(path)} → {item.target}"
+              for path in sorted(PACKAGE.rglob("*.py")) for item in package_imports(path, where="functions")
+              if floor_of(item.target) != floor_of(module_name(path))]
     assert not hidden, "function-level imports across floors:\n" + "\n".join(hidden)

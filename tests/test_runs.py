@@ -200,11 +200,11 @@ def test_the_source_hash_covers_every_module_a_run_imports_and_no_other():
 
 
 def test_a_new_module_imported_by_a_run_changes_the_source_hash(monkeypatch, tmp_path):
-    known = runs._module_files()
+    known = runs.module_files()
     before = runs.source_hash()
     edited = dict(known)
     trainer_copy = tmp_path / "trainer.py"
     trainer_copy.write_text(known["mmkd_core.training.trainer"].read_text() + "\n# an edit\n")
     edited["mmkd_core.training.trainer"] = trainer_copy
-    monkeypatch.setattr(runs, "_module_files", lambda: edited)
+    monkeypatch.setattr(runs, "module_files", lambda: edited)
     assert runs.source_hash() != before
