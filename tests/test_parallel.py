@@ -43,6 +43,10 @@ if sys.argv[1] == "group_signal":
 elif sys.argv[1] == "interrupt":
     import threading
 
+    # A terminal's Ctrl-C raises KeyboardInterrupt in Python; a process started in the background by a
+    # non-interactive shell (CI runners, `nohup ... &`) inherits SIGINT ignored instead. Restore the terminal case.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
     def press_ctrl_c_once_training():
         # Ctrl-C in a terminal reaches the whole foreground group; press it once both workers are alive and
         # have had time to start training (a fixed delay from outside failed on a loaded machine)
