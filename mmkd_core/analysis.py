@@ -83,7 +83,6 @@ def plot_weights_vs_knobs(frames: dict[str, pd.DataFrame]):
     Bars are means with 95% Student-t intervals (no bootstrap: the same figure every run); one panel per
     scheme, each with its own y axis starting at 0.
     """
-
     fig, axes = plt.subplots(1, len(frames), figsize=(4.6 * len(frames), 3.3), squeeze=False)
     for ax, (name, frame) in zip(axes[0], frames.items()):
         position = 0

@@ -131,7 +131,6 @@ def trainer_overhead(build_student, train_data, val_data, steps: int = 100, batc
 
     ``eval_every``: None, the students' setting of the embedded preset (validation included in the timing).
     """
-
     eval_every = eval_every or ExperimentConfig.preset("embedded").student_eval_every
     config = TrainConfig(epochs=10**6, max_steps=steps, batch_size=batch_size, eval_every=eval_every,
                          patience=None, schedule="constant", progress=False, lr=2e-3, seed=0)

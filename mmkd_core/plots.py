@@ -255,7 +255,6 @@ def difference_forest(claims: pd.DataFrame, title: str = "differences of means, 
 
 def interval_table(frame: pd.DataFrame, by: list[str], metric: str) -> pd.DataFrame:
     """Mean, 95% t-interval half-width and count of ``metric`` per group (what :func:`lines_with_ci` draws)."""
-
     lines = []
     for keys, group in frame.groupby(by, sort=False):
         mean, half = mean_ci(group[metric])

@@ -130,7 +130,6 @@ def _duration(seconds: float) -> str:
 def plan_lines(config_path: Path, selected: list[dict], teachers: list[dict], reports: Path) -> list[str]:
     """What a run will do, as printed before it starts (and by ``--plan``): the teachers to train or found cached,
     the notebooks, the run cache's size, and the time each step took in the last run (its timings file)."""
-
     timings_path = reports / "tables" / "reproduce_timings.csv"
     last = read_timings(timings_path)
     lines = [f"plan ({_shown(config_path)} → {_shown(reports)}/):"]
@@ -350,7 +349,6 @@ def _run(args: argparse.Namespace) -> int:
 
 def _prepare_teachers(teachers: list[dict], notebooks: int) -> float:
     """The teachers phase, one live bar per teacher; returns its seconds."""
-
     cached = [teacher_is_cached(entry) for entry in teachers]
     print(f"[0/{notebooks}] teachers in parallel: {len(teachers) - sum(cached)} to train, {sum(cached)} cached "
           f"(data/checkpoints, data/pretrained)", flush=True)

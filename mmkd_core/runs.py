@@ -37,7 +37,8 @@ import torch
 from tqdm.auto import tqdm
 
 from .data import default_data_dir
-from .experiments import checkpoint_dir, ExperimentConfig, ExperimentData, pretrained_teacher, run_student, setup, slug
+from .experiments import (ExperimentConfig, ExperimentData, pretrained_teacher, run_student, setup, slug,
+                          teacher_checkpoint_exists)
 from .models.multimodal import MultimodalClassifier
 from .parallel import default_workers, parallel_map, process_pool, stop_pool, submit_all
 from .sources import imported_modules, module_files
@@ -74,8 +75,19 @@ def training_modules() -> list[str]:
 
 
 def source_hash() -> str:
-    """SHA-1 of the source of :func:`training_modules` (any edit there invalidates cached runs)."""
-    known = module_files()
+    """SHA-1 of the source of :func:`training_modules` (any edit there invalidates cached runs).
+
+    Reading the import closure parses the package (~0.1 s) and :func:`run_grid` asks once per run, so the hash is
+    kept per state of the package's files (path, modification time and size of each): an edit is still seen at once.
+    """
+    state = tuple(sorted((name, str(path), path.stat().st_mtime_ns, path.stat().st_size)
+                         for name, path in module_files().items()))
+    return _source_hash_of(state)
+
+
+@functools.lru_cache(maxsize=8)
+def _source_hash_of(state: tuple) -> str:
+    known = {name: Path(path) for name, path, *_ in state}
     digest = hashlib.sha1()
     for name in training_modules():
         digest.update(name.encode())
@@ -380,17 +392,14 @@ def teacher_label(entry: dict) -> str:
 
 def teacher_is_cached(entry: dict) -> bool:
     """Whether the teacher of an entry is ready, checked without loading data or a model (for a plan)."""
-
     config, two_tower = _teacher_setting(entry)
     if two_tower is not None:
         return pretrained_teacher.is_prepared(config, **two_tower)
-    folder = checkpoint_dir(config)  # the two files get_teacher loads instead of training
-    return (folder / "checkpoint" / "model.safetensors").is_file() and (folder / "run.json").is_file()
+    return teacher_checkpoint_exists(config)
 
 
 def _prepare_teacher(item: tuple[int, dict], events=None) -> str:
     """The teacher of ``item`` = (its position in the list, its entry); ``events``: a queue for its progress."""
-
     torch.set_num_threads(1)
     number, entry = item
     config, two_tower = _teacher_setting(entry)

@@ -10,9 +10,9 @@
 from .multimodal import (PRESETS, STUDENT_DATA, TASK_TEACHER_SETTINGS, Experiment, ExperimentConfig, ExperimentData,
                          add_throughput, build_model, checkpoint_dir, get_teacher, get_teacher_cache,
                          inference_throughput, prepare_data, run_student, runs_dir, setup, slug, split_metrics,
-                         student_train_config, teacher_row, trained_models)
+                         student_train_config, teacher_checkpoint_exists, teacher_row, trained_models)
 
 __all__ = ["PRESETS", "STUDENT_DATA", "TASK_TEACHER_SETTINGS", "Experiment", "ExperimentConfig", "ExperimentData",
            "add_throughput", "build_model", "checkpoint_dir", "get_teacher", "get_teacher_cache",
            "inference_throughput", "prepare_data", "run_student", "runs_dir", "setup", "slug", "split_metrics",
-           "student_train_config", "teacher_row", "trained_models"]
+           "student_train_config", "teacher_checkpoint_exists", "teacher_row", "trained_models"]

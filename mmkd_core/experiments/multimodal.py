@@ -37,7 +37,7 @@ from ..training.methods import make_method
 from ..evaluation.predict import classification_metrics, eval_mode, model_inputs, predict
 from ..losses.gram import modality_gram, stack_views
 from ..views import VIEWS
-from ..training.trainer import TrainConfig, train
+from ..training.trainer import TrainConfig, train, uses_cpu
 from ..hub import load_tokenizer
 
 BINARY_PRIMARY = "auroc"
@@ -202,7 +202,6 @@ def prepare_data(config: ExperimentConfig) -> ExperimentData:
     if config.tokenizer is None:
         tokenizer = build_shapes_tokenizer()
     else:
-
         tokenizer = load_tokenizer(config.tokenizer)
     processor = ImageTextProcessor(tokenizer, image_size=config.image_size, max_length=config.max_text_length)
     wrap = LazyDataset if config.lazy_images else EncodedDataset
@@ -233,6 +232,12 @@ def checkpoint_dir(config: ExperimentConfig) -> Path:
     return default_data_dir() / "checkpoints" / f"teacher-{config.key()}"
 
 
+def teacher_checkpoint_exists(config: ExperimentConfig) -> bool:
+    """Whether the experiment's teacher is saved (:func:`get_teacher` then loads it instead of training it)."""
+    folder = checkpoint_dir(config)
+    return (folder / "checkpoint" / "model.safetensors").exists() and (folder / "run.json").exists()
+
+
 def get_teacher(config: ExperimentConfig, data: ExperimentData, retrain: bool = False,
                 progress: bool = True, on_evaluate=None) -> tuple[MultimodalClassifier, dict]:
     """The experiment's teacher: loaded from its checkpoint folder, or trained once and saved there.
@@ -241,11 +246,10 @@ def get_teacher(config: ExperimentConfig, data: ExperimentData, retrain: bool = 
     callback), e.g. to report its progress from a worker process; never called when the teacher is loaded.
     """
     folder = checkpoint_dir(config)
-    if not retrain and (folder / "checkpoint" / "model.safetensors").exists() and (folder / "run.json").exists():
+    if not retrain and teacher_checkpoint_exists(config):
         info = json.loads((folder / "run.json").read_text())
         return MultimodalClassifier.load(folder / "checkpoint"), info
     if config.teacher_pretrained:
-
         torch.manual_seed(config.teacher_seed)  # the new classifier head
         teacher = from_pretrained_vilt(config.teacher_pretrained, num_labels=data.num_labels)
     else:
@@ -255,7 +259,7 @@ def get_teacher(config: ExperimentConfig, data: ExperimentData, retrain: bool = 
                                checkpoint_rule=config.checkpoint_rule, schedule=config.schedule, progress=progress)
     # One CPU thread wherever the teacher trains (the teachers phase's workers, or a notebook's kernel when it
     # is not cached): its weights are then a pure function of its configuration (mmkd_core.determinism).
-    with fixed_cpu_threads("cuda" if torch.cuda.is_available() else "cpu"):
+    with fixed_cpu_threads("cpu" if uses_cpu(train_config.cpu) else "cuda"):  # the trainer's own device choice
         result = train(teacher, make_method(config.teacher_method), data.teacher_train, data.validation,
                        train_config, run_dir=folder, description="teacher", on_evaluate=on_evaluate)
     PartialState().wait_for_everyone()  # under accelerate launch, only the main process writes the folder
@@ -332,7 +336,6 @@ def run_student(method_name: str, seed: int, config: ExperimentConfig, data: Exp
         raise ValueError(f"method {method_name!r} has no teacher term: on the transfer set it would only see "
                          f"the labelled rows; train it with student_data='labelled'")
     if config.student_init_layers:
-
         teacher, _ = get_teacher(config, data, progress=False)
         torch.manual_seed(seed)
         student = student_from_teacher(teacher, config.student_init_layers)

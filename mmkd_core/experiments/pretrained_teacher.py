@@ -59,7 +59,7 @@ def fit_teacher(features: dict[str, two_tower.TowerFeatures], num_labels: int, s
 
 def pretraining_sweep(features: dict[str, two_tower.TowerFeatures], num_labels: int,
                       label_counts: Iterable[int], seeds: Iterable[int] = (0,)):
-    """:func:`~mmkd_core.models.fusion_head.head_accuracy_vs_labels` on these splits (each fit cached)."""
+    """:func:`~mmkd_core.training.fusion_head.head_accuracy_vs_labels` on these splits (each fit cached)."""
     return fusion_head.head_accuracy_vs_labels(features["train"], features["validation"], features["test"], num_labels,
                                              label_counts=label_counts, seeds=seeds)
 

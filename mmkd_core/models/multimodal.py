@@ -279,7 +279,6 @@ def build_multimodal_model(num_labels: int, vocab_size: int, preset: str = "stud
 
 def from_pretrained_vilt(checkpoint: str, num_labels: int, **kwargs) -> MultimodalClassifier:
     """Start from a hub ViLT backbone (e.g. ``dandelin/vilt-b32-mlm``); the classifier head is new."""
-
     vilt = from_pretrained_or_explain(ViltModel, checkpoint, **kwargs)
     return MultimodalClassifier(vilt.config, num_labels, vilt=vilt)
 

