@@ -32,6 +32,7 @@ from pathlib import Path
 import yaml
 
 from .reporting import REPRODUCE_ENV, figure_caption
+from .experiments.protocol import Protocol
 from .runs import FRESH_SINCE_ENV, cache_root, fresh, prepare_teachers, teacher_is_cached, teacher_label
 from .progress import TeacherBars
 
@@ -95,11 +96,18 @@ def plan_reports(config_path: Path) -> str | None:
 
 
 def load_teachers(config_path: Path) -> list[dict]:
-    """The plan's optional ``teachers`` list: experiments whose teachers are trained up front, in parallel."""
+    """The plan's optional ``teachers``: experiments whose teachers are trained up front, in parallel.
+
+    ``{protocol: NAME}`` takes every teacher the notebooks train under that protocol (:meth:`Protocol.teachers`,
+    so the list is never typed twice); an explicit list of ``{preset: ..., task: ..., ...}`` entries is also
+    accepted."""
     plan = yaml.safe_load(config_path.read_text())
     entries = plan.get("teachers", []) if isinstance(plan, dict) else []
+    if isinstance(entries, dict) and set(entries) == {"protocol"}:
+        return Protocol.named(entries["protocol"]).teachers()
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
-        raise ValueError(f"{config_path}: 'teachers' must be a list of {{preset: ..., task: ..., ...}} entries")
+        raise ValueError(f"{config_path}: 'teachers' must be {{protocol: NAME}} or a list of "
+                         f"{{preset: ..., task: ..., ...}} entries, got {entries!r}")
     return entries
 
 

@@ -124,7 +124,7 @@ def what_it_needs(command: Command) -> list[str]:
     data_root = script_config(command).data_root if is_script(command) else option(words, "data_root")
     needed = [data_root] if data_root and not (REPO / data_root).resolve().is_relative_to(REPO) else []
     processes = option(words, "--num_processes") or option(words, "--nproc_per_node") or "1"
-    if (command.program == "accelerate" and int(processes) > 1) or option(words, "preset") == "gpu":
+    if (command.program == "accelerate" and int(processes) > 1) or option(words, "protocol") == "gpu":
         needed.append("GPU")  # torchrun without GPUs runs its processes on the CPU (gloo); accelerate does not
     return needed
 

@@ -162,3 +162,24 @@ def test_a_fresh_reproduction_fixes_its_start_for_every_kernel_and_restores_the_
     monkeypatch.setenv("MMKD_FRESH", "0")
     with reproduction_environment():
         assert FRESH_SINCE_ENV not in os.environ and fresh_since() is None
+
+
+def test_teachers_phase_takes_the_protocols_teachers(tmp_path):
+    """``teachers: {protocol: NAME}`` is every teacher the notebooks load under that protocol, derived, not typed;
+    an explicit list still works, and anything else names both accepted forms."""
+    from mmkd_core.experiments import Protocol
+
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("teachers: {protocol: fast}\nnotebooks: []\n")
+    fast = Protocol.fast()
+    entries = reproduce.load_teachers(plan)
+    assert entries == fast.teachers()
+    assert entries[0] == {"preset": "fast", "task": "ve"}
+    assert {"preset": "fast", "task": "ve", "dataset_options": {"text_cue": 0.0}} in entries  # the knob sweep's
+    assert entries[-1]["two_tower"] == {"input_size": 64, "label_counts": [64, 256]}  # notebook 06's
+    # the committed plan prepares exactly what the embedded protocol's notebooks load
+    assert reproduce.load_teachers(reproduce.REPO / "reproduce.yaml") == Protocol.embedded().teachers()
+    assert len(Protocol.embedded().teachers()) == 9
+    plan.write_text("teachers: embedded\nnotebooks: []\n")
+    with pytest.raises(ValueError, match=r"'teachers' must be \{protocol: NAME\} or a list"):
+        reproduce.load_teachers(plan)

@@ -1,5 +1,7 @@
-"""The protocols, one module each; the multimodal one (notebooks 02-06, ``run.py``) is re-exported here.
+"""The experiments, one module each; the multimodal one (notebooks 02-06, ``run.py``) is re-exported here.
 
+* :mod:`.protocol`: ``Protocol`` (every seed, grid and size the notebooks use, declared once) and
+  ``open_experiment(protocol, task)``, the one way a notebook opens an experiment;
 * :mod:`.multimodal`: ``ExperimentConfig`` and its presets, ``setup(config)`` (data, teacher, teacher cache),
   ``build_model``, ``run_student`` (one student → one row);
 * :mod:`.vision`: notebook 01's label efficiency of feature KD (k labels per class, linear probe);
@@ -11,8 +13,12 @@ from .multimodal import (PRESETS, STUDENT_DATA, TASK_TEACHER_SETTINGS, Experimen
                          add_throughput, build_model, checkpoint_dir, get_teacher, get_teacher_cache,
                          inference_throughput, prepare_data, run_student, runs_dir, setup, slug, split_metrics,
                          student_train_config, teacher_checkpoint_exists, teacher_row, trained_models)
+from .protocol import (CE_LABEL, KD_LABELLED_LABEL, KD_TRANSFER_LABEL, KnobStudy, LabelEfficiencyStudy,
+                       PretrainingCurve, Protocol, baseline_specs, open_experiment)
 
-__all__ = ["PRESETS", "STUDENT_DATA", "TASK_TEACHER_SETTINGS", "Experiment", "ExperimentConfig", "ExperimentData",
-           "add_throughput", "build_model", "checkpoint_dir", "get_teacher", "get_teacher_cache",
-           "inference_throughput", "prepare_data", "run_student", "runs_dir", "setup", "slug", "split_metrics",
-           "student_train_config", "teacher_checkpoint_exists", "teacher_row", "trained_models"]
+__all__ = ["CE_LABEL", "KD_LABELLED_LABEL", "KD_TRANSFER_LABEL", "PRESETS", "STUDENT_DATA", "TASK_TEACHER_SETTINGS",
+           "add_throughput", "baseline_specs", "build_model", "checkpoint_dir", "Experiment", "ExperimentConfig",
+           "ExperimentData", "get_teacher", "get_teacher_cache", "inference_throughput", "KnobStudy",
+           "LabelEfficiencyStudy", "open_experiment", "prepare_data", "PretrainingCurve", "Protocol", "run_student",
+           "runs_dir", "setup", "slug", "split_metrics", "student_train_config", "teacher_checkpoint_exists",
+           "teacher_row", "trained_models"]

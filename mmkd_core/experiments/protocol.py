@@ -1,0 +1,275 @@
+"""The protocol: every seed, grid and size a notebook uses, declared once.
+
+A :class:`Protocol` names the experiment preset (the sizes of :data:`~.multimodal.PRESETS`), the evaluation seeds,
+the seeds hyperparameters are chosen on, each method's hyperparameter grid, and the sizes of the smaller studies
+(notebook 00's knob study, notebook 01's label efficiency, notebook 06's pretraining curve). Three protocols exist:
+
+* :meth:`Protocol.embedded`: the default, minutes on a laptop CPU, what ``make reproduce`` reports;
+* :meth:`Protocol.fast`: the same code path at toy size (CI and nbval, ``MMKD_FAST=1``);
+* :meth:`Protocol.gpu`: the ``gpu`` preset's larger pools and models, for one GPU.
+
+A notebook takes one papermill parameter, ``protocol`` (a name, or ``None`` for :meth:`Protocol.default`), plus
+``protocol_overrides`` for single fields, and reads everything else from the protocol::
+
+    protocol = Protocol.named("embedded", seeds=(0, 1, 2))
+    experiment = open_experiment(protocol, "ve")            # data, cached teacher, teacher outputs
+    kd, grid = tune_kd(experiment.config, experiment.data, experiment.cache, protocol.temperatures,
+                       protocol.alphas, seed=protocol.tuning_seed)
+    rows = run_grid(baseline_specs(kd), protocol.seeds, ...)
+
+What a protocol does not hold has one home elsewhere: the multimodal training budget and early-stopping rule are
+fields of :class:`~.multimodal.ExperimentConfig` (per preset in :data:`~.multimodal.PRESETS`), notebook 01's are
+fields of :class:`~.vision.LabelEfficiencyConfig`, and each method's defaults are its own
+(:mod:`mmkd_core.training.methods`).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from ..data.shapes import ShapesConfig
+from ..models.vision import TinyVisionSizes
+from ..reporting import is_fast
+from ..training.feature_kd import default_config
+from ..training.methods import GRAM_TEMPERATURE
+from .multimodal import PRESETS, Experiment, ExperimentConfig, setup
+from .vision import ALL_LABELS, LabelEfficiencyConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class KnobStudy:
+    """Notebook 00: how much of the label each modality carries as its cue knob moves.
+
+    ``settings``: the ``(text_cue, image_cue)`` pairs; each trains ``ce_views`` for ``epochs`` epochs on ``n_train``
+    rows per seed, and is scored on ``n_eval`` test rows (``n_eval`` validation rows are generated alongside).
+    """
+
+    n_train: int = 3000
+    n_eval: int = 600
+    settings: tuple[dict, ...] = ({"text_cue": 0.0, "image_cue": 0.0}, {"text_cue": 0.6, "image_cue": 0.0},
+                                  {"text_cue": 0.0, "image_cue": 0.6})
+    seeds: tuple[int, ...] = (0, 1)
+    epochs: int = 6
+
+
+@dataclasses.dataclass(frozen=True)
+class KnobSweep:
+    """Notebook 03's sweep of one benchmark knob (:class:`~mmkd_core.data.shapes.ShapesConfig` field): KD against MSD
+    at each value, on ``seeds``. A picture of a trend, not a claim: one seed per point by default, as the grids.
+    The benchmark's own value of the knob is always a point (its runs are the main experiment's)."""
+
+    knob: str = "text_cue"
+    values: tuple[float, ...] = (0.0, 0.6)
+    seeds: tuple[int, ...] = (0,)
+
+    def other_values(self) -> list[float]:
+        """The values whose experiments differ from the main one (their teachers are trained for the sweep)."""
+        default = getattr(ShapesConfig(), self.knob)
+        return [value for value in self.values if value != default]
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelEfficiencyStudy:
+    """Notebook 01: the digits splits (:func:`~mmkd_core.data.digits.load_digits_splits` arguments), the teacher's
+    seed (one teacher shared by every seed, like one pretrained checkpoint) and the experiment's settings."""
+
+    config: LabelEfficiencyConfig = LabelEfficiencyConfig()
+    validation_fraction: float = 0.2  # of the 1,257 non-test digits, held out for early stopping
+    max_train: int | None = None  # None: every row of the split
+    max_validation: int | None = None
+    max_test: int | None = None
+    teacher_seed: int = 0
+
+    def data_options(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`~mmkd_core.data.digits.load_digits_splits`."""
+        return dict(image_size=self.config.sizes.image_size, validation_fraction=self.validation_fraction,
+                    max_train=self.max_train, max_validation=self.max_validation, max_test=self.max_test)
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainingCurve:
+    """Notebook 06: the pixels the pretrained image tower sees, the labelled-row counts of the "what pretraining
+    buys" curve, and the seed of the fusion head's fits (one fit per point)."""
+
+    input_size: int = 128
+    label_counts: tuple[int, ...] = (300, 1000, 2000, 6000)
+    seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Protocol:
+    """Every seed, grid and size of the notebooks (see the module's docstring).
+
+    Attributes:
+        name: ``"embedded"``, ``"fast"`` or ``"gpu"`` (or the name of a user's own protocol).
+        preset: the :class:`~.multimodal.ExperimentConfig` preset (sizes, training budget, early stopping).
+        seeds: the evaluation seeds: every reported interval is over these.
+        tuning_seeds: the seeds a hyperparameter grid runs on (the first is the one every grid uses).
+        n_labelled: the students' labelled rows; ``None``: the preset's.
+        temperatures, alphas: KD's grid (temperature T, weight α of the CE term), chosen on validation.
+        population_values: MSD's population weights: every (text, image) pair of them is a candidate.
+        gram_inputs, gram_lams: the Gram ablation's grid (what G is built from, weight λ of its loss).
+        gram_temperature: the softmax temperature of the Gram's inputs.
+        tasks: the benchmark variants of Table 1 (notebook 04), ``ce3_tasks`` those with the CE×3 + KD row.
+        knob_sweep: notebook 03's sweep of one benchmark knob (:class:`KnobSweep`).
+        workers: processes for independent runs; ``None``: one per core.
+        bench_repeats: timed repeats of each ``make bench`` measurement (notebook 05).
+    """
+
+    name: str = "embedded"
+    preset: str = "embedded"
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    tuning_seeds: tuple[int, ...] = (0,)
+    n_labelled: int | None = None
+    temperatures: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)
+    alphas: tuple[float, ...] = (0.5,)
+    population_values: tuple[float, ...] = (0.5, 2.0)
+    gram_inputs: tuple[str, ...] = ("probs", "l2_normalized")
+    gram_lams: tuple[float, ...] = (1.0, 10.0)
+    gram_temperature: float = GRAM_TEMPERATURE
+    tasks: tuple[str, ...] = ("ve", "nlvr", "memes")
+    ce3_tasks: tuple[str, ...] = ("ve",)
+    knob_sweep: KnobSweep = KnobSweep()
+    workers: int | None = None
+    bench_repeats: int = 10
+    knob_study: KnobStudy = KnobStudy()
+    label_efficiency: LabelEfficiencyStudy = LabelEfficiencyStudy()
+    pretraining: PretrainingCurve = PretrainingCurve()
+
+    def __post_init__(self):
+        if self.preset not in PRESETS:
+            raise ValueError(f"protocol {self.name!r}: unknown experiment preset {self.preset!r}; "
+                             f"accepted: {sorted(PRESETS)}")
+        for field in ("seeds", "tuning_seeds", "temperatures", "alphas", "tasks"):
+            if not getattr(self, field):
+                raise ValueError(f"protocol {self.name!r}: {field} must not be empty")
+
+    @property
+    def tuning_seed(self) -> int:
+        """The seed every hyperparameter grid runs on."""
+        return self.tuning_seeds[0]
+
+    @classmethod
+    def embedded(cls) -> "Protocol":
+        """The default: the embedded benchmark on a CPU, what ``make reproduce`` reports."""
+        return cls()
+
+    @classmethod
+    def fast(cls) -> "Protocol":
+        """The same code path at toy size, for CI and nbval (``MMKD_FAST=1``): two seeds, one-point grids."""
+        sizes = TinyVisionSizes(width=32, num_heads=2, teacher_depth=2, student_depth=1)
+        vision = LabelEfficiencyConfig(sizes=sizes, teacher=default_config(epochs=3, lr=1e-3, progress=False),
+                                       student=default_config(epochs=3, lr=2e-3, progress=False),
+                                       labels_per_class=(5, ALL_LABELS), patience=1, teacher_patience=1)
+        return cls(name="fast", preset="fast", seeds=(0, 1), temperatures=(2.0,), population_values=(1.0,),
+                   gram_inputs=("probs",), gram_lams=(1.0,), tasks=("ve",), knob_sweep=KnobSweep(values=(0.0,)),
+                   workers=1,  # worker processes cost more to start than these toy runs take
+                   bench_repeats=2,
+                   knob_study=KnobStudy(n_train=300, n_eval=120, settings=KnobStudy().settings[:2], seeds=(0,),
+                                        epochs=1),
+                   label_efficiency=LabelEfficiencyStudy(config=vision, max_train=200, max_validation=60,
+                                                         max_test=100),
+                   pretraining=PretrainingCurve(input_size=64, label_counts=(64, 256)))
+
+    @classmethod
+    def gpu(cls) -> "Protocol":
+        """The ``gpu`` preset (a 30,000-row pool, 1,000 labelled rows, a 6-layer width-256 teacher), for one GPU;
+        the knob sweep is off and the pretraining curve spans the larger pool."""
+        return cls(name="gpu", preset="gpu", knob_sweep=KnobSweep(values=()),
+                   pretraining=PretrainingCurve(label_counts=(1000, 30000)))
+
+    @classmethod
+    def default(cls) -> "Protocol":
+        """:meth:`fast` under ``MMKD_FAST=1`` (CI), else :meth:`embedded`."""
+        return cls.fast() if is_fast() else cls.embedded()
+
+    @classmethod
+    def named(cls, name: str | None = None, **overrides) -> "Protocol":
+        """The protocol called ``name`` (``None``: :meth:`default`), with single fields overridden.
+
+        An override of a nested study may be a dict of its fields, e.g. ``knob_study={"epochs": 3}``.
+        """
+        builders = {"embedded": cls.embedded, "fast": cls.fast, "gpu": cls.gpu}
+        if name is None:
+            protocol = cls.default()
+        elif name in builders:
+            protocol = builders[name]()
+        else:
+            raise ValueError(f"unknown protocol {name!r}; accepted: {sorted(builders)} (or None: "
+                             f"{'fast' if is_fast() else 'embedded'} here)")
+        return protocol.replace(**overrides)
+
+    def replace(self, **overrides) -> "Protocol":
+        """A copy with these fields changed (lists become tuples; a dict updates a nested study's fields)."""
+        fields = {f.name: f for f in dataclasses.fields(self)}
+        unknown = sorted(set(overrides) - set(fields))
+        if unknown:
+            raise ValueError(f"protocol {self.name!r} has no field {', '.join(map(repr, unknown))}; "
+                             f"accepted: {sorted(fields)}")
+        changes = {}
+        for key, value in overrides.items():
+            current = getattr(self, key)
+            if isinstance(value, dict) and dataclasses.is_dataclass(current):
+                value = dataclasses.replace(current, **value)
+            elif isinstance(value, list):
+                value = tuple(value)
+            changes[key] = value
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def main_task(self) -> str:
+        """The task of notebooks 02, 03 and 06 by default (their ``task`` parameter), Table 1's first column."""
+        return self.tasks[0]
+
+    def teachers(self) -> list[dict]:
+        """Every teacher the notebooks train under this protocol with their default parameters, as entries of
+        ``make reproduce``'s teachers phase (:func:`mmkd_core.runs.prepare_teachers`): one per task, one per
+        other value of the knob sweep, the from-scratch teachers of the pretraining curve (the first ``n`` rows
+        of the pool) and the pretrained two-tower teacher. Derived, never typed, so the phase prepares exactly
+        what the notebooks then load."""
+        base = {"preset": self.preset}
+        entries = [{**base, "task": task} for task in self.tasks]
+        entries += [{**base, "task": self.main_task, "dataset_options": {self.knob_sweep.knob: value}}
+                    for value in self.knob_sweep.other_values()]
+        pool = self.experiment_config(self.main_task).dataset_options["n_train"]
+        entries += [{**base, "task": self.main_task, "dataset_options": {"n_train": n}}
+                    for n in self.pretraining.label_counts if n != pool]
+        entries.append({**base, "task": self.main_task,
+                        "two_tower": {"input_size": self.pretraining.input_size,
+                                      "label_counts": list(self.pretraining.label_counts)}})
+        return entries
+
+    def experiment_config(self, task: str = "ve", dataset: str = "shapes", data_root: str | None = None,
+                          dataset_options: dict | None = None, **changes) -> ExperimentConfig:
+        """The :class:`~.multimodal.ExperimentConfig` of one task under this protocol (``changes`` override
+        any of its fields; ``None`` keeps the preset's)."""
+        n_labelled = changes.pop("n_labelled", None)
+        return ExperimentConfig.preset(self.preset, task, dataset=dataset, data_root=data_root,
+                                       dataset_options=dataset_options,
+                                       n_labelled=self.n_labelled if n_labelled is None else n_labelled, **changes)
+
+
+def open_experiment(protocol: Protocol, task: str = "ve", dataset: str = "shapes", data_root: str | None = None,
+                    dataset_options: dict | None = None, progress: bool = True, **changes) -> Experiment:
+    """Data, the cached teacher and its outputs on every training row, for ``task`` under ``protocol``:
+    :func:`~.multimodal.setup` of :meth:`Protocol.experiment_config`. Notebooks that open the same task under
+    the same protocol share one teacher and, through the run cache, every identical run."""
+    config = protocol.experiment_config(task, dataset=dataset, data_root=data_root,
+                                        dataset_options=dataset_options, **changes)
+    return setup(config, progress=progress)
+
+
+CE_LABEL = "CE (no teacher)"
+KD_LABELLED_LABEL = "KD (labelled rows only)"
+KD_TRANSFER_LABEL = "KD (transfer set)"
+
+
+def baseline_specs(kd_kwargs: dict) -> list[dict]:
+    """The three baselines every multimodal comparison starts from, as :func:`mmkd_core.runs.run_grid` specs:
+    CE on the labelled rows (no teacher), KD on the labelled rows only, and KD on the transfer set (every
+    training row, labels hidden after the labelled ones), KD with the hyperparameters ``kd_kwargs``."""
+    return [
+        {"label": CE_LABEL, "method": "ce"},
+        {"label": KD_LABELLED_LABEL, "method": "kd", "kwargs": dict(kd_kwargs), "data": "labelled"},
+        {"label": KD_TRANSFER_LABEL, "method": "kd", "kwargs": dict(kd_kwargs), "data": "transfer"},
+    ]
