@@ -264,34 +264,84 @@ def interval_table(frame: pd.DataFrame, by: list[str], metric: str) -> pd.DataFr
 
 
 def lines_with_ci(frame: pd.DataFrame, x: str, hue: str, y: str, xlabel: str, ylabel: str, title: str = "",
-                  scale: float = 100.0):
-    """One line per ``hue`` value across ``x``: means with 95% t-intervals, every run as a dot, y from 0."""
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
-    values = sorted(frame[x].unique())
-    hues = list(dict.fromkeys(frame[hue]))
-    offsets = np.linspace(-0.015, 0.015, len(hues)) * (max(values) - min(values) or 1.0)
-    highest = 0.0
-    for i, name in enumerate(hues):
-        part = interval_table(frame[frame[hue] == name], [x], y).sort_values(x)
-        xs = part[x].to_numpy(dtype=float) + offsets[i]
-        ax.errorbar(xs, scale * part["mean"], yerr=scale * np.nan_to_num(part["ci95"].to_numpy()), capsize=4,
-                    marker="o", color=PALETTE[i % len(PALETTE)], label=name)
-        for value, offset_x in zip(part[x], xs):
-            seeds = frame[(frame[hue] == name) & (frame[x] == value)][y].to_numpy() * scale
-            ax.scatter(np.full(len(seeds), offset_x), seeds, s=12, color=PALETTE[i % len(PALETTE)], alpha=0.5,
-                       zorder=3)
-            highest = max(highest, float(seeds.max()) if len(seeds) else 0.0)
-    ax.set_xticks(values)
-    ax.set_xlabel(xlabel)
-    if scale == 100.0:
-        percent_axis(ax, ylabel)
+                  scale: float = 100.0, order: Sequence | None = None, x_names=str, reference: str | None = None,
+                  reference_label: str | None = None, zoom: bool = False, legend_title: str | None = None):
+    """One line per ``hue`` value across ``x``: means with 95% t-intervals, every run as a dot, y from 0.
+
+    ``order``: the ``x`` values drawn as evenly spaced categories, in this order, each named by ``x_names(value)``
+    (notebook 01's label budgets 5, 10, 25, all); None: ``x`` is numeric and drawn at its values.
+    ``reference``: a ``hue`` value drawn apart, as a black square with no line, just right of the lines at its ``x``
+    (notebook 01's teacher: one model, trained with every label); named ``reference_label`` in the legend.
+    ``zoom``: a second panel of the same data whose y axis starts just below the lowest value drawn; its title says
+    where the axis starts and its bottom spine is dashed red, so the truncation cannot go unnoticed.
+    """
+    hues = [name for name in dict.fromkeys(frame[hue]) if name != reference]
+    lanes = len(hues) + (reference is not None)  # the reference gets the rightmost lane
+    if order is not None:
+        positions = {value: float(i) for i, value in enumerate(order)}
+        offsets = np.linspace(-0.2, 0.2, lanes) if lanes > 1 else np.zeros(1)
+        spread = 0.03  # a category's runs side by side within their lane, so that equal values stay countable
     else:
-        ax.set_ylabel(ylabel)
-    _bar_limits(ax, highest, scale == 100.0)
-    ax.set_title(title)
-    legend_outside(ax)
+        values = sorted(frame[x].unique())
+        positions = {value: float(value) for value in values}
+        offsets = np.linspace(-0.015, 0.015, lanes) * (max(values) - min(values) or 1.0)
+        spread = 0.0
+    panels = 2 if zoom else 1
+    fig, axes = plt.subplots(1, panels, figsize=(6.4 * panels, 3.6), squeeze=False)
+    axes = list(axes[0])
+    for ax in axes:
+        lowest, highest = math.inf, 0.0
+        for lane, name in enumerate(hues + ([reference] if reference is not None else [])):
+            drawn = _line_with_ci(ax, frame[frame[hue] == name], x, y, positions, offsets[lane], spread, scale,
+                                  color="black" if name == reference else PALETTE[lane % len(PALETTE)],
+                                  joined=name != reference,
+                                  label=(reference_label or name) if name == reference else name)
+            lowest, highest = min(lowest, drawn[0]), max(highest, drawn[1])
+        if order is not None:
+            ax.set_xticks(range(len(order)), [x_names(value) for value in order])
+        else:
+            ax.set_xticks(list(positions))
+        ax.set_xlabel(xlabel)
+        if scale == 100.0:
+            percent_axis(ax, ylabel)
+        else:
+            ax.set_ylabel(ylabel)
+        _bar_limits(ax, highest, scale == 100.0)
+    if zoom:
+        # a round start one step below the lowest value: 5 points for percentages, a twentieth of the top otherwise
+        step = 5.0 if scale == 100.0 else abs(highest) / 20 or 1.0
+        start = max(0.0, step * math.floor(lowest / step) - step)
+        axes[1].set_ylim(start, axes[0].get_ylim()[1])
+        axes[1].spines["bottom"].set(linestyle="--", color="red")
+        axes[1].set_title(f"zoom: the y axis starts at {start:g}{'%' if scale == 100.0 else ''}, not 0")
+        axes[0].set_title("y axis from 0")
+        fig.suptitle(title)
+    else:
+        axes[0].set_title(title)
+    legend_outside(axes[-1], title=legend_title)
     fig.tight_layout()
     return fig
+
+
+def _line_with_ci(ax, part: pd.DataFrame, x: str, y: str, positions: dict, offset: float, spread: float,
+                  scale: float, color, joined: bool, label: str) -> tuple[float, float]:
+    """One hue of :func:`lines_with_ci`: means ± t 95% CI at ``positions[x] + offset`` and every run as a dot, the
+    runs of one point spaced evenly over ± ``spread``; returns the lowest and highest value drawn (interval ends,
+    dots)."""
+    table = interval_table(part, [x], y)
+    table = table.assign(_position=table[x].map(positions)).dropna(subset=["_position"]).sort_values("_position")
+    xs = table["_position"].to_numpy(dtype=float) + offset
+    means, halves = scale * table["mean"].to_numpy(), scale * np.nan_to_num(table["ci95"].to_numpy())
+    ax.errorbar(xs, means, yerr=halves, capsize=4, marker="o" if joined else "s", linestyle="-" if joined else "none",
+                color=color, label=label)
+    lowest, highest = float(np.min(means - halves, initial=math.inf)), float(np.max(means + halves, initial=0.0))
+    for value, position in zip(table[x], xs):
+        runs = part[part[x] == value][y].to_numpy() * scale
+        beside = np.linspace(-spread, spread, len(runs)) if len(runs) > 1 else np.zeros(len(runs))
+        ax.scatter(position + beside, runs, s=12, color=color, alpha=0.5, zorder=3)
+        if len(runs):
+            lowest, highest = min(lowest, float(runs.min())), max(highest, float(runs.max()))
+    return lowest, highest
 
 
 GRAM_LABELS = ("text", "image", "joint")

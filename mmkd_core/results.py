@@ -12,6 +12,7 @@ two intervals do not overlap.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -20,11 +21,12 @@ import pandas as pd
 import torch
 
 from .evaluation.stats import difference_ci, format_mean_ci, mean_ci
+from .training.methods import method_for_label
 
 RUN_FILES = ("01_label_efficiency_runs.csv", "02_vanilla_kd_runs.csv", "03_msd_runs.csv", "04_table1_runs.csv",
              "06_pretrained_teacher_runs.csv")
-METHOD_ORDER = ["teacher", "CE (no teacher)", "KD (labelled rows only)", "KD (transfer set)", "MSD population",
-                "MSD instance", "MSD meta", "CE×3 + KD (no Gram)", "Gram", "MSD + Gram"]
+TEACHER = "teacher"
+"""The label of the collection's teacher row: the reference every table lists first."""
 PAPER_GRAM_GAIN = (1.2, 1.7)  # points over KD, Liu, Table 1 (single runs)
 FRAME_TYPES = (pd.DataFrame, dict, torch.nn.Module)
 
@@ -79,11 +81,17 @@ def resolvable_difference(a: Iterable[float], b: Iterable[float], confidence: fl
 
 
 def compare(runs: pd.DataFrame, task: str, method: str, baseline: str, metric: str = "test/accuracy",
-            label: str | None = None) -> dict | None:
-    """One line of the claims table: difference of means (points), both intervals, overlap, resolution."""
+            label: str | None = None, where: dict[str, Any] | None = None) -> dict | None:
+    """One line of the claims table: difference of means (points), both intervals, overlap, resolution.
+
+    ``where`` (column → value) keeps only the runs that have those values, on both sides: notebook 01 compares
+    its methods at one label budget, ``where={"labels_per_class": 5}``.
+    """
     if metric not in runs:
         return None
     chosen = runs[runs["task"] == task]
+    for column, value in (where or {}).items():
+        chosen = chosen[chosen[column] == value]
     a = chosen[chosen["method"] == method][metric].dropna()
     b = chosen[chosen["method"] == baseline][metric].dropna()
     if a.empty or b.empty:
@@ -123,9 +131,50 @@ def collect_runs(tables_dir: str | Path, files: Iterable[str] = RUN_FILES) -> pd
     return runs.drop_duplicates(subset=identity, keep="first").reset_index(drop=True)
 
 
+def label_parts(label: str) -> tuple[str, tuple[str, ...]]:
+    """A row label's name and the qualifiers in its closing parentheses:
+    ``"KD (transfer set, from-scratch teacher)"`` → ``("KD", ("transfer set", "from-scratch teacher"))``."""
+    qualified = re.fullmatch(r"(.+?) \((.+)\)", label)
+    if qualified is None:
+        return label, ()
+    return qualified.group(1), tuple(part.strip() for part in qualified.group(2).split(","))
+
+
+def qualifies(label: str, other: str) -> bool:
+    """Whether ``label`` is ``other`` with more qualifiers: ``"teacher (from scratch)"`` of ``"teacher"``,
+    ``"KD (transfer set, from-scratch teacher)"`` of ``"KD (transfer set)"``."""
+    name, qualifiers = label_parts(label)
+    other_name, other_qualifiers = label_parts(other)
+    return name == other_name and len(qualifiers) > len(other_qualifiers) and \
+        qualifiers[:len(other_qualifiers)] == other_qualifiers
+
+
 def ordered_methods(methods) -> list[str]:
-    known = [m for m in METHOD_ORDER if m in set(methods)]
-    return known + sorted(set(methods) - set(known))
+    """The row labels ``methods`` (repeats allowed) in table order.
+
+    1. :data:`TEACHER`, the reference;
+    2. the rows of registered methods, in the methods' ``order``
+       (:func:`~mmkd_core.training.methods.register_method`): a row belongs to the method its label names
+       (:func:`~mmkd_core.training.methods.method_for_label`: "MSD instance" is ``msd``'s), and the rows of one
+       method keep the order in which ``methods`` first lists them (the order the notebooks ran them);
+    3. last, alphabetically, the labels of no registered method and the rows that qualify another row of the table
+       (:func:`qualifies`: notebook 06's "KD (transfer set, from-scratch teacher)" is read against
+       "KD (transfer set)", after the comparison of methods).
+
+    A new method's rows find their place from its registration, with no list to edit here.
+    """
+    labels = list(dict.fromkeys(methods))
+
+    def place(numbered: tuple[int, str]) -> tuple:
+        first_listed, label = numbered
+        if label == TEACHER:
+            return 0, 0, 0, ""
+        method = method_for_label(label)
+        if method is None or any(qualifies(label, other) for other in labels):
+            return 2, 0, 0, label
+        return 1, method.order, first_listed, ""
+
+    return [label for _, label in sorted(enumerate(labels), key=place)]
 
 
 def side_by_side(runs: pd.DataFrame) -> pd.DataFrame:
@@ -185,20 +234,13 @@ def claims_check(runs: pd.DataFrame) -> pd.DataFrame:
 
 def digits_claims(runs: pd.DataFrame) -> list[dict]:
     """Notebook 01 (task ``digits``): linear-probe accuracy of the KD student against the supervised student
-    at small k labels per class, and the teacher against the supervised student trained with all labels."""
-    frame = runs[runs["task"] == "digits"]
-    out = []
-    for k in sorted(frame["labels_per_class"].dropna().unique(), key=lambda k: (k < 0, k)):  # "all" (-1) last
-        at_k = frame[frame["labels_per_class"] == k]
-        label_k = "all" if k < 0 else int(k)
-        line = compare(at_k, "digits", "KD student", "supervised student", metric="test/accuracy",
-                       label=f"KD student − supervised student (k = {label_k} per class)")
-        out.append(line)
-    everything = frame[frame["labels_per_class"] < 0]
-    out.append(compare(pd.concat([frame[frame["method"] == "teacher"],
-                                  everything[everything["method"] == "supervised student"]]),
-                       "digits", "teacher", "supervised student", label="teacher − supervised student (all labels)"))
-    return [line for line in out if line is not None]
+    at each label budget (:func:`budgets`), and the teacher against the supervised student trained with all labels."""
+    lines = [compare(runs, "digits", "KD student", "supervised student", where={"labels_per_class": k},
+                     label=f"KD student − supervised student ({budget_words(k)})")
+             for k in budgets(runs[runs["task"] == "digits"])]
+    lines.append(compare(runs, "digits", "teacher", "supervised student", where={"labels_per_class": EVERY_LABEL},
+                         label="teacher − supervised student (all labels)"))
+    return [line for line in lines if line is not None]
 
 
 def claims_text(claims: pd.DataFrame) -> list[str]:
@@ -243,10 +285,16 @@ def choose_on_validation(candidates: list[dict], rows: list[dict], metric: str =
     return best, table
 
 
-def comparisons(runs: pd.DataFrame, task: str, pairs: Iterable[tuple[str, str]], metric: str = "test/accuracy"
-                ) -> pd.DataFrame:
-    """Selected lines of the claims table for one task (what a notebook's reading cell talks about)."""
-    rows = [compare(runs, task, method, baseline, metric) for method, baseline in pairs]
+def comparisons(runs: pd.DataFrame, task: str, pairs: Iterable[tuple[str, str]], metric: str = "test/accuracy",
+                where: dict[str, Any] | None = None, qualifier: str | None = None) -> pd.DataFrame:
+    """Selected lines of the claims table for one task (what a notebook's reading cell talks about).
+
+    ``where`` selects the runs of both sides (:func:`compare`); ``qualifier`` says which, in parentheses after each
+    comparison's name: ``"KD student − supervised student (k = 5 per class)"``.
+    """
+    rows = [compare(runs, task, method, baseline, metric, where=where,
+                    label=f"{method} − {baseline} ({qualifier})" if qualifier else None)
+            for method, baseline in pairs]
     frame = pd.DataFrame([r for r in rows if r is not None])
     if not frame.empty:
         frame["verdict"] = [verdict(r) for _, r in frame.iterrows()]
@@ -267,3 +315,55 @@ def table1(runs: pd.DataFrame) -> pd.DataFrame:
     table.insert(0, "seeds per task", [int(seeds.get(m, 0)) for m in table.index])
     table.index.name = "method"
     return table
+
+
+# ---------------------------------------------------------------- label budgets (notebook 01's digits runs)
+EVERY_LABEL = -1
+"""The ``labels_per_class`` of a run that saw every training label (``experiments.vision.ALL_LABELS``)."""
+
+
+def budget_name(k: float) -> str:
+    """A label budget in words: ``5`` → ``"5"``, :data:`EVERY_LABEL` → ``"all"``."""
+    return "all" if k < 0 else str(int(k))
+
+
+def budget_words(k: float) -> str:
+    """The qualifier of a comparison at label budget ``k``: ``"k = 5 per class"``, ``"k = all per class"``."""
+    return f"k = {budget_name(k)} per class"
+
+
+def budgets(runs: pd.DataFrame) -> list:
+    """The label budgets (``labels_per_class``) of ``runs``, smallest first and every label ("all") last."""
+    return sorted(runs["labels_per_class"].dropna().unique(), key=lambda k: (k < 0, k))
+
+
+def budget_comparisons(runs: pd.DataFrame, task: str, pairs: Iterable[tuple[str, str]],
+                       metric: str = "test/accuracy") -> pd.DataFrame:
+    """:func:`comparisons` at each label budget of ``task`` in turn (:func:`budgets`), both sides on the runs of that
+    budget, with its ``labels_per_class``. A pair one of whose methods has no run at a budget has no line there
+    (notebook 01's teacher, trained once on every label, is compared at "all" only)."""
+    pairs = list(pairs)
+    frames = [comparisons(runs, task, pairs, metric, where={"labels_per_class": k}, qualifier=budget_words(k))
+              .assign(labels_per_class=k) for k in budgets(runs[runs["task"] == task])]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def budget_summary(runs: pd.DataFrame, metric: str = "test/accuracy") -> pd.DataFrame:
+    """Notebook 01's table: per method and label budget, ``metric``'s mean and Student-t 95% CI half-width in percent
+    (NaN for a single run), the mean kept and trained epochs, the mean training time and the number of seeds.
+
+    Methods come in the order the runs list them, and each method's budgets in :func:`budgets` order.
+    """
+    name = f"{metric.replace('/', ' ')} (%)"
+    lines = []
+    for method in dict.fromkeys(runs["method"]):
+        for k in budgets(runs):
+            part = runs[(runs["method"] == method) & (runs["labels_per_class"] == k)]
+            if part.empty:
+                continue
+            mean, half = mean_ci(part[metric])
+            lines.append({"method": method, "labels per class": budget_name(k), "labels_per_class": k,
+                          name: 100 * mean, "95% CI half-width (points)": 100 * half,
+                          "best epoch (mean)": part["best_epoch"].mean(), "epochs (mean)": part["epochs"].mean(),
+                          "train seconds (mean)": part["train_seconds"].mean(), "seeds": len(part)})
+    return pd.DataFrame(lines)

@@ -57,9 +57,11 @@ def training_modules() -> list[str]:
     :data:`RUN_ENTRY_MODULE`, parent packages included (importing ``a.b`` runs ``a/__init__``).
 
     Computed from the source, so a new module (a new method's file, a new loss) enters the run cache's key
-    the moment a run imports it, with no list to keep. Modules no run imports (plots, results, notebook 01's
-    vision code, the drivers) stay out: editing them must not invalidate every cached run. Imports inside
-    functions are deferred and left out; the teacher enters the key through its weights' fingerprint.
+    the moment a run imports it, with no list to keep. The methods package imports its folder at run time
+    (:func:`~mmkd_core.sources.import_submodules`); the parser reads that call as an import of each module there,
+    so a new method's file is in the key although no statement names it. Modules no run imports (plots, results,
+    notebook 01's vision code, the drivers) stay out: editing them must not invalidate every cached run. Imports
+    inside functions are deferred and left out; the teacher enters the key through its weights' fingerprint.
     """
     known = module_files()
     seen, todo = set(), [RUN_ENTRY_MODULE]

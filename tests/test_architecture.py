@@ -4,7 +4,7 @@ import ast
 import json
 from pathlib import Path
 
-from mmkd_core.sources import imported_modules, module_files, module_name, package_imports
+from mmkd_core.sources import calls_import_submodules, imported_modules, module_files, module_name, package_imports
 
 PACKAGE = Path(__file__).resolve().parents[1] / "mmkd_core"
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -35,8 +35,25 @@ def test_the_import_graph_has_no_cycle():
         visit(name, [])
 
 
+def test_a_package_that_imports_its_folder_counts_as_importing_each_module_there(tmp_path):
+    """The methods package imports its modules by listing its folder (sources.import_submodules): the parser that
+    keys the run cache and checks these floors reads that call as an import of each of them, at the place it is
+    called (module level: imported with the package; inside a function: deferred)."""
+    methods = PACKAGE / "training" / "methods"
+    folder = {module_name(path) for path in methods.glob("*.py")} - {"mmkd_core.training.methods"}
+    assert folder <= imports_of(methods / "__init__.py")
+    assert calls_import_submodules(methods / "__init__.py")
+    deferred = tmp_path / "__init__.py"
+    deferred.write_text("from ...sources import import_submodules\n\n\ndef load():\n"
+                        "    return import_submodules(__name__, __path__)\n")
+    assert not calls_import_submodules(deferred, "module") and calls_import_submodules(deferred, "functions")
+    known = {name: methods / "base.py" for name in ("mmkd_core.x", "mmkd_core.x.a", "mmkd_core.x.b.c")}
+    assert imported_modules(deferred, known, "functions", name="mmkd_core.x") == {"mmkd_core.x.a"}
+    assert imported_modules(deferred, known, "module", name="mmkd_core.x") == set()
+
+
 def test_no_module_under_training_runs_an_experiment():
-    for path in (PACKAGE / "training").glob("*.py"):
+    for path in (PACKAGE / "training").rglob("*.py"):  # methods/ too
         imported = imports_of(path)
         assert not any(m.startswith(("mmkd_core.experiments", "mmkd_core.runs"))
                        for m in imported), f"{path.name} imports an experiment module"

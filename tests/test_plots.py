@@ -79,3 +79,48 @@ def test_knob_figure_is_deterministic_with_dots_and_percent():
 @pytest.mark.parametrize("style_key", ["axes.spines.top", "legend.frameon"])
 def test_style_is_set_on_import(style_key):
     assert matplotlib.rcParams[style_key] == plots.STYLE[style_key]
+
+
+def _budget_frame() -> pd.DataFrame:
+    """Two students at k = 5 and every label (-1), three seeds each, and one teacher run at every label."""
+    rows = [{"method": method, "k": k, "accuracy": base + 0.01 * seed}
+            for method, k, base in [("KD", 5, 0.80), ("KD", -1, 0.90), ("CE", 5, 0.70), ("CE", -1, 0.88)]
+            for seed in range(3)]
+    return pd.DataFrame(rows + [{"method": "teacher", "k": -1, "accuracy": 0.95}])
+
+
+def test_lines_with_ci_on_categories_with_a_reference_marker_and_a_marked_zoom():
+    frame = _budget_frame()
+    fig = plots.lines_with_ci(frame, x="k", hue="method", y="accuracy", xlabel="labels per class", ylabel="accuracy",
+                              title="label efficiency", order=[5, -1], x_names=lambda k: "all" if k < 0 else str(k),
+                              reference="teacher", reference_label="teacher (one model)", zoom=True)
+    full, zoom = fig.axes
+    for ax in (full, zoom):
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["5", "all"]
+        dots = np.concatenate([c.get_offsets() for c in ax.collections if isinstance(c, PathCollection)])
+        assert sorted(dots[:, 1].round(6)) == sorted((100 * frame["accuracy"]).round(6))  # every run, on every panel
+        assert ax.get_ylabel() == "accuracy (%)"
+    # lanes: KD and CE left of the categories' centres, the teacher alone on the right of "all" (category 1)
+    teacher_x = {x for x, y in dots if round(y, 6) == 95.0}
+    assert teacher_x == {1.2}
+    handles, labels = full.get_legend_handles_labels()
+    lines = {label: handle[0] for handle, label in zip(handles, labels)}  # an errorbar's first artist: its line
+    assert lines["teacher (one model)"].get_linestyle() == "None" and lines["teacher (one model)"].get_marker() == "s"
+    assert lines["KD"].get_linestyle() == "-"
+    assert full.get_ylim() == (0, 100)
+    # the lowest value drawn is CE's interval at k = 5: 71 - t(0.975, 2) · 1 / √3 = 68.5, so the zoom starts at
+    # the multiple of 5 below it, minus 5
+    assert zoom.get_ylim() == (60, 100) and zoom.spines["bottom"].get_linestyle() == "--"
+    assert "starts at 60%" in zoom.get_title() and fig._suptitle.get_text() == "label efficiency"
+    legend = zoom.get_legend()
+    assert legend.get_bbox_to_anchor().transformed(zoom.transAxes.inverted()).x0 > 1  # right of the data
+    assert [t.get_text() for t in legend.get_texts()] == ["KD", "CE", "teacher (one model)"]
+    plt.close(fig)
+
+
+def test_lines_with_ci_on_numbers_draws_at_the_values_and_stays_deterministic():
+    frame = _budget_frame().query("method != 'teacher'").assign(k=lambda f: f["k"].abs())
+    first = plots.lines_with_ci(frame, x="k", hue="method", y="accuracy", xlabel="k", ylabel="accuracy")
+    second = plots.lines_with_ci(frame, x="k", hue="method", y="accuracy", xlabel="k", ylabel="accuracy")
+    assert len(first.axes) == 1 and list(first.axes[0].get_xticks()) == [1, 5]
+    assert _png(first) == _png(second)

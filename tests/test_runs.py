@@ -184,7 +184,9 @@ def test_a_sweep_over_transfer_set_sizes_trains_each_size(experiment):
 def test_the_source_hash_covers_every_module_a_run_imports_and_no_other():
     modules = runs.training_modules()
     for needed in ("mmkd_core.runs", "mmkd_core.training.trainer", "mmkd_core.training.methods",
-                   "mmkd_core.losses.kd", "mmkd_core.losses.gram", "mmkd_core.weighting.meta",
+                   "mmkd_core.training.methods.kd", "mmkd_core.training.methods.msd_gram",
+                   "mmkd_core.training.modality_dropout", "mmkd_core.evaluation.precision", "mmkd_core.losses.kd",
+                   "mmkd_core.losses.gram", "mmkd_core.weighting.meta",
                    "mmkd_core.models.multimodal", "mmkd_core.data.shapes", "mmkd_core.experiments.multimodal"):
         assert needed in modules
     for reporting_only in ("mmkd_core.plots", "mmkd_core.results", "mmkd_core.reproduce", "mmkd_core.bench"):
@@ -208,3 +210,19 @@ def test_a_new_module_imported_by_a_run_changes_the_source_hash(monkeypatch, tmp
     edited["mmkd_core.training.trainer"] = trainer_copy
     monkeypatch.setattr(runs, "module_files", lambda: edited)
     assert runs.source_hash() != before
+
+
+def test_a_new_method_file_changes_the_source_hash_though_no_statement_imports_it(monkeypatch, tmp_path):
+    """The methods package imports its folder at run time (sources.import_submodules): a file added there is in
+    every run's key, and so is each later edit of it. The new file is a copy outside the package (the real folder
+    is shared with whatever else runs), entered into the package's module list as a real new file would be."""
+    known = runs.module_files()
+    before = runs.source_hash()
+    new_method = tmp_path / "new_method.py"
+    new_method.write_text('"""A method added as one new file."""\n')
+    monkeypatch.setattr(runs, "module_files", lambda: {**known, "mmkd_core.training.methods.new_method": new_method})
+    assert "mmkd_core.training.methods.new_method" in runs.training_modules()
+    added = runs.source_hash()
+    assert added != before
+    new_method.write_text('"""A method added as one new file, then edited."""\n')
+    assert runs.source_hash() not in (before, added)

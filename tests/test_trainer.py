@@ -130,19 +130,6 @@ def test_bad_train_config_values_name_the_setting():
         TrainConfig(precision="fp16")
 
 
-def test_precision_resolves_per_device(monkeypatch):
-    from mmkd_core.training import trainer
-
-    assert trainer.resolve_precision("default", on_cpu=True) == "fp32"
-    assert trainer.resolve_precision("default", on_cpu=False) == "bf16"
-    assert trainer.resolve_precision("fp32", on_cpu=False) == "fp32"
-    assert trainer.resolve_precision("bf16", on_cpu=True) == "bf16"
-    for native, expected in ((True, "bf16"), (False, "fp32")):
-        monkeypatch.setattr(trainer, "cpu_computes_bf16", lambda: native)
-        assert trainer.resolve_precision("native", on_cpu=True) == expected
-        assert trainer.resolve_precision("native", on_cpu=False) == "bf16"
-
-
 def test_bf16_student_on_the_cpu_trains_close_to_float32(tokenizer, tiny_data):
     """precision="bf16" autocasts the forward pass on the CPU too (teachers and students share one process, so
     the trainer autocasts itself rather than through Accelerate's once-per-process setting): the losses differ
@@ -290,5 +277,5 @@ def test_methods_are_registered_and_unknown_names_list_them():
     with pytest.raises(ValueError, match="lam = 0"):
         make_method("ce3", lam=1.0)
     with pytest.raises(ValueError, match="already registered"):
-        register_method("kd")(type("Other", (Method,), {}))
+        register_method("kd", label="Other", order=99)(type("Other", (Method,), {}))
     assert make_method("msd_gram").gram_lam > 0 and make_method("ce3").describe()["name"] == "ce3"

@@ -49,6 +49,26 @@ def iterate_batches(dataset, batch_size: int, shuffle: bool = False, generator: 
     yield from loader
 
 
+class TensorRows:
+    """Rows held as tensors of one length (name → [N, ...]), batched by :func:`iterate_batches` by slicing.
+
+    ``index`` (each row's position in the data it was taken from) is added when absent, so that a teacher cache
+    keyed by row (:class:`~mmkd_core.training.cache.TeacherCache`) can be looked up for every batch. Notebook 01's
+    images and notebook 06's tower features train through the trainer as ``TensorRows``.
+    """
+
+    def __init__(self, **tensors: torch.Tensor):
+        lengths = {name: int(t.shape[0]) for name, t in tensors.items()}
+        if not tensors or len(set(lengths.values())) != 1:
+            raise ValueError(f"TensorRows needs tensors with the same number of rows; got {lengths}")
+        n = next(iter(lengths.values()))
+        self.tensors = {**tensors}
+        self.tensors.setdefault("index", torch.arange(n))
+
+    def __len__(self) -> int:
+        return int(self.tensors["index"].shape[0])
+
+
 def num_batches(dataset, batch_size: int) -> int:
     return -(-len(dataset) // batch_size)
 

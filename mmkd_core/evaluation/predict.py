@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 
 from ..data.batches import iterate_batches
 from ..determinism import fixed_cpu_threads
+from .precision import autocast_for
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "pixel_values")
 
@@ -21,13 +22,6 @@ def model_inputs(batch: dict[str, torch.Tensor], device=None) -> dict[str, torch
     if device is None:
         return {k: batch[k] for k in MODEL_INPUTS}
     return {k: batch[k].to(device, non_blocking=True) for k in MODEL_INPUTS}
-
-
-def autocast_for(device: torch.device):
-    """bf16 autocast on CUDA, nothing on the CPU (CPU numbers stay exactly float32)."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 @contextlib.contextmanager
@@ -47,7 +41,8 @@ def predict(model, dataset, views: Iterable[str] = ("joint",), batch_size: int =
     """Logits (and pooled features) of ``model`` on every row of ``dataset``, per view, on the CPU.
 
     On a CPU it computes on one thread (:mod:`mmkd_core.determinism`): a reported accuracy or a cached teacher
-    output is then the same in a notebook's kernel and in a one-thread worker."""
+    output is then the same in a notebook's kernel and in a one-thread worker. Precision: the ``"default"`` of
+    :mod:`.precision` (bf16 autocast on CUDA, float32 on the CPU)."""
     views = tuple(views)
     device = next(model.parameters()).device
     logits: dict[str, list] = {v: [] for v in views}

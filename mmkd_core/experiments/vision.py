@@ -13,6 +13,9 @@ and per seed:
 Every student is then frozen and read by a linear probe fitted on the same k labelled images per class
 (:func:`sample_labels_per_class`), on its flattened last-layer tokens (:func:`flattened_tokens`).
 The test split is used for the reported accuracy only, never for a choice.
+
+The runs table is summarised and compared by :mod:`mmkd_core.results` (``budget_summary``, ``budget_comparisons``),
+in the same words as every notebook's.
 """
 from __future__ import annotations
 
@@ -20,7 +23,6 @@ import copy
 import dataclasses
 import functools
 import math
-import time
 
 import numpy as np
 import pandas as pd
@@ -30,15 +32,13 @@ from torch import Tensor, nn
 
 from ..data.digits import ImageSplits
 from ..evaluation.probes import count_parameters, extract_features, linear_probe_accuracy
-from ..evaluation.stats import difference_ci, mean_ci
 from ..losses.data2vec import Data2VecDistillationLoss, Data2VecLossConfig
 from ..models.vision import TinyVisionSizes, hidden_states
 from ..parallel import parallel_map
 from ..training.feature_kd import (
-    EarlyStopping, FeatureClassifier, cache_teacher_targets, default_config, seed_everything, train_classifier,
-    train_feature_kd,
+    FeatureClassifier, cache_teacher_targets, default_config, seed_everything, train_classifier, train_feature_kd,
 )
-from ..training.trainer import TrainConfig
+from ..training.trainer import TrainConfig, TrainResult
 
 TASK = "digits"
 ALL_LABELS = -1  # labels_per_class value meaning "every training label"
@@ -130,8 +130,8 @@ def classifier_scores(model: nn.Module, images: Tensor, labels: Tensor) -> tuple
     return float((logits.argmax(-1) == labels).float().mean()), float(F.cross_entropy(logits, labels))
 
 
-def _accuracy_score(model: nn.Module, images: Tensor, labels: Tensor):
-    def score() -> float:
+def _accuracy_score(images: Tensor, labels: Tensor):
+    def score(model: nn.Module) -> float:
         accuracy, loss = classifier_scores(model, images, labels)
         return accuracy - 1e-3 * loss  # the loss only breaks ties between equal accuracies
     return score
@@ -141,14 +141,19 @@ def _repeat_to(index: np.ndarray, min_examples: int) -> np.ndarray:
     return np.tile(index, math.ceil(min_examples / index.size)) if index.size < min_examples else index
 
 
+def _fit_record(result: TrainResult) -> dict:
+    """A run's columns of the runs table: seconds, the kept epoch and the epochs trained (validated once an epoch)."""
+    return dict(train_seconds=result.train_seconds, best_epoch=int(round(result.best_epoch)),
+                epochs=int(round(result.trained_epochs)))
+
+
 def _fit_classifier(model: nn.Module, images: Tensor, labels: Tensor, data: ImageSplits, config: TrainConfig,
                     patience: int, max_shift: int = 0) -> dict:
     """Cross-entropy training with early stopping on validation accuracy; the best epoch's weights are kept."""
-    stopper = EarlyStopping([model], _accuracy_score(model, data.validation_images, data.validation_labels), patience)
-    start = time.perf_counter()
-    train_classifier(model, images, labels, config, max_shift=max_shift, on_epoch_end=stopper)
-    stopper.restore_best()
-    return dict(train_seconds=time.perf_counter() - start, best_epoch=stopper.best_epoch, epochs=stopper.epochs)
+    result = train_classifier(model, images, labels, dataclasses.replace(config, patience=patience),
+                              max_shift=max_shift,
+                              val_score=_accuracy_score(data.validation_images, data.validation_labels))
+    return _fit_record(result)
 
 
 def token_classifier(backbone: nn.Module, sizes: TinyVisionSizes, num_classes: int) -> FeatureClassifier:
@@ -190,19 +195,18 @@ def train_kd_student(student: nn.Module, targets: TeacherTargets, data: ImageSpl
     """Distil ``student`` in place from the teacher's targets on the unlabelled training images."""
     loss = Data2VecDistillationLoss(config.loss)  # equal widths: no projection head
 
-    def minus_log_validation_loss() -> float:
-        device = next(student.parameters()).device
-        prediction = hidden_states(student, data.validation_images.to(device))
-        return -math.log(float(loss(prediction, teacher_targets=targets.validation.to(device))))
+    def minus_log_validation_loss(pair: nn.Module) -> float:
+        device = next(pair.parameters()).device
+        prediction = hidden_states(pair.student, data.validation_images.to(device))
+        return -math.log(float(pair.loss(prediction, teacher_targets=targets.validation.to(device))))
 
-    # The regression loss keeps creeping down as the learning rate decays; on a log scale, min_delta asks for a
-    # relative improvement, so the run stops once the loss has not fallen by that fraction for `patience` epochs.
-    stopper = EarlyStopping([student], minus_log_validation_loss, config.patience, min_delta=config.kd_min_improvement)
-    start = time.perf_counter()
-    train_feature_kd(student, data.train_images, targets.train, loss, dataclasses.replace(config.student, seed=seed),
-                     on_epoch_end=stopper)
-    stopper.restore_best()
-    return dict(train_seconds=time.perf_counter() - start, best_epoch=stopper.best_epoch, epochs=stopper.epochs)
+    # The regression loss keeps creeping down as the learning rate decays; on a log scale, min_improvement asks for
+    # a relative improvement, so the run stops once the loss has not fallen by that fraction for `patience` epochs.
+    train_config = dataclasses.replace(config.student, seed=seed, patience=config.patience,
+                                       min_improvement=config.kd_min_improvement)
+    result = train_feature_kd(student, data.train_images, targets.train, loss, train_config,
+                              val_score=minus_log_validation_loss)
+    return _fit_record(result)
 
 
 def train_supervised_student(student: nn.Module, data: ImageSplits, labelled: np.ndarray, config: LabelEfficiencyConfig,
@@ -288,36 +292,3 @@ def runs_frame(rows: list[dict]) -> pd.DataFrame:
 
 def labels_name(k: int) -> str:
     return "all" if k == ALL_LABELS else str(k)
-
-
-def summarize(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean ± 95% CI (Student t) of test accuracy in percent, per method and labels per class."""
-    table = []
-    for (method, k), part in runs.groupby(["method", "labels_per_class"], sort=False):
-        mean, half = mean_ci(part["test/accuracy"])
-        table.append({"method": method, "labels per class": labels_name(k), "labels_per_class": k,
-                      "test accuracy (%)": 100 * mean, "95% CI half-width (points)": 100 * half,
-                      "best epoch (mean)": part.best_epoch.mean(), "epochs (mean)": part.epochs.mean(),
-                      "train seconds (mean)": part.train_seconds.mean(), "seeds": len(part)})
-    order = {name: i for i, name in enumerate(METHODS)}
-    frame = pd.DataFrame(table)
-    frame = frame.assign(_m=frame.method.map(order), _k=frame.labels_per_class.replace(ALL_LABELS, 10**9))
-    return frame.sort_values(["_m", "_k"]).drop(columns=["_m", "_k"]).reset_index(drop=True)
-
-
-def compare(runs: pd.DataFrame, method: str, baseline: str, k: int, baseline_k: int | None = None) -> dict:
-    """``method`` at k labels per class against ``baseline`` at ``baseline_k`` (default k), in points.
-
-    ``separated`` is True when the two 95% intervals of the means do not overlap, the rule by which the
-    notebook says one beats the other; ``resolvable`` is the Welch half-width of the difference.
-    """
-    baseline_k = k if baseline_k is None else baseline_k
-    a = runs[(runs.method == method) & (runs.labels_per_class == k)]["test/accuracy"]
-    b = runs[(runs.method == baseline) & (runs.labels_per_class == baseline_k)]["test/accuracy"]
-    (mean_a, half_a), (mean_b, half_b) = mean_ci(a), mean_ci(b)
-    difference, resolvable = difference_ci(a, b)  # a single run (the teacher) counts as a fixed value
-    half_a, half_b = np.nan_to_num(half_a), np.nan_to_num(half_b)  # ... with no interval of its own
-    return dict(method=method, baseline=baseline, k=k, baseline_k=baseline_k, mean=100 * mean_a, half=100 * half_a,
-                baseline_mean=100 * mean_b, baseline_half=100 * half_b, difference=100 * difference,
-                resolvable=100 * resolvable, separated=bool(abs(mean_a - mean_b) > half_a + half_b),
-                seeds=(len(a), len(b)))

@@ -261,9 +261,10 @@ class FusionHead(nn.Module):
         """Eval-mode logits and pooled features per view on every row of ``features``."""
         was_training = self.training
         self.eval()
-        with fixed_cpu_threads(self.classifier.weight.device):
-            parts = [self(features.text[i:i + batch_size], features.image[i:i + batch_size], views)
-                     for i in range(0, len(features), batch_size)]
+        device = self.classifier.weight.device  # the features are cached on the CPU; the head may sit on a GPU
+        with fixed_cpu_threads(device):
+            parts = [self(features.text[i:i + batch_size].to(device), features.image[i:i + batch_size].to(device),
+                          views) for i in range(0, len(features), batch_size)]
         self.train(was_training)
-        return MultimodalOutput(logits={v: torch.cat([p.logits[v] for p in parts]) for v in views},
-                                pooled={v: torch.cat([p.pooled[v] for p in parts]) for v in views})
+        return MultimodalOutput(logits={v: torch.cat([p.logits[v].cpu() for p in parts]) for v in views},
+                                pooled={v: torch.cat([p.pooled[v].cpu() for p in parts]) for v in views})

@@ -199,3 +199,29 @@ class TinyVisionSizes:
     def student(self) -> Data2VecVisionModel:
         return build_tiny_data2vec_student(self.student_depth, image_size=self.image_size, patch_size=self.patch_size,
                                            hidden_size=self.width, num_heads=self.num_heads)
+
+
+class FeatureClassifier(nn.Module):
+    """A linear classifier on a backbone's last block: on the mean of its patch tokens (``readout="mean_patches"``),
+    or on all its tokens concatenated (``readout="flattened_tokens"``, which needs ``num_tokens``, CLS included).
+
+    Each token is layer-normed first. The flattened read-out keeps where in the image each token is, which the
+    mean discards (the embedded models have only relative position biases, no absolute position embedding).
+    """
+
+    def __init__(self, backbone: nn.Module, num_classes: int, readout: str = "mean_patches",
+                 num_tokens: int | None = None):
+        super().__init__()
+        if readout not in ("mean_patches", "flattened_tokens"):
+            raise ValueError(f"readout must be 'mean_patches' or 'flattened_tokens'; got {readout!r}")
+        if readout == "flattened_tokens" and not num_tokens:
+            raise ValueError("readout='flattened_tokens' needs num_tokens (1 + number of patches)")
+        self.backbone, self.readout = backbone, readout
+        width = model_width(backbone)
+        self.norm = nn.LayerNorm(width)
+        self.head = nn.Linear(width * (num_tokens if readout == "flattened_tokens" else 1), num_classes)
+
+    def forward(self, pixel_values: Tensor) -> Tensor:
+        if self.readout == "mean_patches":
+            return self.head(self.norm(pooled_features(self.backbone, pixel_values)))
+        return self.head(self.norm(hidden_states(self.backbone, pixel_values)[-1]).flatten(1))

@@ -119,3 +119,21 @@ class TeacherCache:
         views = json.loads(meta["views"])
         return cls({v: tensors[f"logits.{v}"] for v in views}, {v: tensors[f"pooled.{v}"] for v in views},
                    meta["teacher_key"], meta["data_key"])
+
+
+class TargetCache(TeacherCache):
+    """Any per-row teacher outputs, not only logits, looked up by row like a :class:`TeacherCache`.
+
+    Notebook 01's feature KD caches the teacher's data2vec targets Y [M, N, D] under the view ``"targets"``; a
+    method that declares ``teacher_views = ("targets",)`` then receives them for its batch's rows from the trainer,
+    as a distilling method receives the teacher's logits. ``data_key``: what the rows were computed for (the
+    trainer checks it against its training data).
+    """
+
+    def __init__(self, targets: dict[str, torch.Tensor], data_key: str, teacher_key: str = ""):
+        lengths = {name: tensor.shape[0] for name, tensor in targets.items()}
+        if not targets or len(set(lengths.values())) != 1:
+            raise ValueError(f"TargetCache needs one or more target tensors with one row per example; got rows "
+                             f"{lengths}")
+        super().__init__(logits=dict(targets), pooled={}, teacher_key=teacher_key, data_key=data_key)
+

@@ -8,23 +8,23 @@ models above training and evaluation in the package's layers.
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import hashlib
 import json
-import time
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import torch
-import torch.nn.functional as F
 
+from ..data.batches import TensorRows
 from ..determinism import fixed_cpu_threads
 from ..evaluation.predict import classification_metrics
 from ..models import pretrained
 from ..models.two_tower import FUSIONS, FusionHead, TowerFeatures
 from ..views import VIEWS
 from .cache import TeacherCache, weights_fingerprint
+from .methods import make_method
+from . import trainer
 
 
 def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
@@ -49,44 +49,32 @@ def train_fusion_head(train: TowerFeatures, validation: TowerFeatures, num_label
                       joint_probability: float = 0.5, seed: int = 0, **head_options) -> FusionFit:
     """Train a :class:`FusionHead` on cached features with modality dropout; keep the best-validation epoch.
 
-    Loss: cross-entropy of each sample seen through one random view (joint with ``joint_probability``,
-    text-only and image-only sharing the rest), AdamW with cosine decay. The checkpoint is the epoch
-    with the best *joint* validation accuracy (ties: the earlier epoch).
+    The one trainer (:func:`~.trainer.train`) with the ``fusion_modality_dropout`` method: cross-entropy of each
+    sample seen through one random view (joint with ``joint_probability``, text-only and image-only sharing the rest:
+    :func:`.modality_dropout.draw_views`, the teachers' method's draw), AdamW with a cosine decay over the ``epochs``
+    (no warm-up, no clipping). The checkpoint is the epoch with the best *joint*
+    validation accuracy (ties: the earlier epoch); ``best_epoch`` counts epochs from 1.
     """
-    generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     head = FusionHead(num_labels, fusion=fusion, regions=train.image.shape[1], **head_options)
-    optimizer = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
-    steps_per_epoch = max(1, -(-len(train) // batch_size))
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * steps_per_epoch)
-    other = (1.0 - joint_probability) / 2
-    view_probabilities = torch.tensor([joint_probability, other, other])
-    best_state, best_accuracy, best_epoch, history = None, -1.0, -1, []
-    start = time.perf_counter()
-    for epoch in range(epochs):
-        head.train()
-        order = torch.randperm(len(train), generator=generator)
-        for begin in range(0, len(train), batch_size):
-            index = order[begin:begin + batch_size]
-            view_index = torch.multinomial(view_probabilities, len(index), replacement=True, generator=generator)
-            logits = head(train.text[index], train.image[index], view_index=view_index).logits["per_sample"]
-            loss = F.cross_entropy(logits, train.labels[index])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-        accuracy = _accuracy(head.predict(validation, views=("joint",)).logits["joint"], validation.labels)
-        history.append(accuracy)
-        if accuracy > best_accuracy:
-            best_state, best_accuracy, best_epoch = copy.deepcopy(head.state_dict()), accuracy, epoch
-    head.load_state_dict(best_state)
-    head.eval()
-    return FusionFit(head, fusion, best_epoch, best_accuracy, history, time.perf_counter() - start)
+    config = trainer.TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                                 warmup_ratio=0.0, schedule="cosine", max_grad_norm=None, seed=seed, progress=False)
+    rows = TensorRows(text=train.text, image=train.image, labels=train.labels)
+
+    def joint_validation_accuracy(model: FusionHead) -> float:
+        return _accuracy(model.predict(validation, views=("joint",)).logits["joint"], validation.labels)
+
+    result = trainer.train(head, make_method("fusion_modality_dropout", joint_probability=joint_probability), rows,
+                           config=config, description=f"fusion head ({fusion})", val_score=joint_validation_accuracy)
+    history = result.evaluations["val/score"].tolist()
+    best_epoch = int(round(result.best_epoch))
+    head = result.model.cpu().eval()  # beside the cached features it reads, wherever it trained
+    return FusionFit(head, fusion, best_epoch, history[best_epoch - 1], history, result.train_seconds)
 
 
 # Bump when train_fusion_head changes, so old cached heads are not reused. 2: trained on one CPU thread wherever
-# it trains (mmkd_core.determinism).
-FIT_VERSION = 2
+# it trains (mmkd_core.determinism). 3: trained by the one trainer (its schedule, its batch order and dropout draws).
+FIT_VERSION = 3
 
 
 def fit_two_tower_teacher(train: TowerFeatures, validation: TowerFeatures, num_labels: int,

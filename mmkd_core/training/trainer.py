@@ -1,9 +1,13 @@
-"""One training loop for teachers and students, on Hugging Face Accelerate.
+"""The one training loop of the package, on Hugging Face Accelerate.
 
-The same code runs on the CPU, on one GPU (bf16 autocast) and on several GPUs or nodes under
+It trains the multimodal teachers and students, notebook 01's vision models (feature KD and the supervised
+classifiers, :mod:`.feature_kd`) and notebook 06's fusion head (:mod:`.fusion_head`): no other module owns an
+optimisation loop. The same code runs on the CPU, on one GPU (bf16 autocast) and on several GPUs or nodes under
 ``accelerate launch``. What is trained is decided by a *method* (:mod:`mmkd_core.training.methods`):
-the method says which views the student needs, which teacher outputs it reads, and returns every loss
-term separately (mdistiller style); the loop logs each term per step and per validation.
+the method says which views the student needs, which teacher outputs it reads (a teacher cache's logits, or any
+cached per-row targets such as data2vec's layer targets), and returns every loss term separately (mdistiller
+style); the loop logs each term per step and per validation. Validation is the model's accuracy on ``val_data``
+(:func:`~mmkd_core.evaluation.predict.evaluate`) or any score a caller passes (``val_score``, higher is better).
 
 **Convergence, not a fixed budget.** The loop validates every ``eval_every`` steps (default: once per
 pass over the training set) and, with ``patience``, stops once that many validations in a row have not
@@ -34,19 +38,13 @@ from tqdm.auto import tqdm
 
 from ..data.batches import iterate_batches, num_batches
 from ..evaluation.predict import evaluate, model_inputs
+from ..evaluation.precision import (PRECISIONS, check_precision, cpu_computes_bf16, precision_autocast,
+                                  resolve_precision)  # the one precision policy, also imported from here
 from . import tracking
 from .cache import TeacherCache, data_key, weights_fingerprint
 
 CHECKPOINT_RULES = ("best-val", "last")
 SCHEDULES = ("linear", "constant", "cosine")
-PRECISIONS = {
-    "default": "bf16 autocast on CUDA, float32 on the CPU",
-    "native": "bf16 autocast wherever the hardware computes bf16 natively (CUDA; CPUs with AVX512-BF16 or AMX), "
-              "else float32",
-    "bf16": "bf16 autocast on any device (emulated, so slower, on a CPU without bf16 instructions)",
-    "fp32": "float32 everywhere",
-}
-"""``TrainConfig.precision``: what each value computes in. Losses are computed in float32 in every case."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +80,13 @@ class TrainConfig:
     report_to: str | None = None  # "tensorboard": live curves under data/runs (see training/tracking.py)
     compile_backend: str | None = None  # torch.compile the trained model through Accelerate (e.g. "inductor"); None: eager
     precision: str = "default"  # one of PRECISIONS: "default" (bf16 on CUDA, float32 on CPU), "native", "bf16", "fp32"
+    # Flush float32 denormals to zero on the CPU while training. Late in a run, tiny gradients (and AdamW's
+    # squared-gradient averages) become denormals, and x86 arithmetic on them is ~100x slower: one 20-epoch run of
+    # notebook 01's feature KD went from 15 s to 230 s. On for those loops (feature_kd.default_config); off for the
+    # multimodal students, whose recorded runs computed with denormals.
+    flush_denormals: bool = False
+    # AdamW's multi-tensor ("foreach") update; None leaves the choice to torch (the per-tensor loop on the CPU)
+    optimizer_foreach: bool | None = True
 
     def __post_init__(self) -> None:
         tracking.check_report_to(self.report_to)
@@ -153,26 +158,6 @@ def check_compile_backend(backend: str | None) -> None:
         raise ValueError(f"unknown compile_backend {backend!r}; accepted: None (eager) or one of {accepted}")
 
 
-def check_precision(precision: str) -> None:
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; accepted: {list(PRECISIONS)}")
-
-
-def cpu_computes_bf16() -> bool:
-    """Whether this CPU has bf16 instructions (AVX512-BF16 or AMX tiles), so bf16 matmuls run natively."""
-    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-
-
-def resolve_precision(precision: str, on_cpu: bool) -> str:
-    """``"bf16"`` or ``"fp32"``: what ``precision`` (one of :data:`PRECISIONS`) means on this device."""
-    check_precision(precision)
-    if precision in ("bf16", "fp32"):
-        return precision
-    if not on_cpu:
-        return "bf16"
-    return "bf16" if precision == "native" and cpu_computes_bf16() else "fp32"
-
-
 def uses_cpu(cpu: bool | None = None) -> bool:
     """The device choice of :func:`make_accelerator`: the CPU when asked or when CUDA is absent."""
     return (not torch.cuda.is_available()) if cpu is None else cpu
@@ -199,13 +184,6 @@ def make_accelerator(cpu: bool | None = None, report_to: str | None = None,
     mixed = "bf16" if not use_cpu and resolve_precision(precision, use_cpu) == "bf16" else "no"
     return Accelerator(cpu=use_cpu, mixed_precision=mixed,
                        **tracking.accelerator_options(report_to), **dynamo)
-
-
-def precision_autocast(accelerator: Accelerator, precision: str = "default"):
-    """The autocast context of a forward pass at ``precision`` (:data:`PRECISIONS`) on ``accelerator``'s device."""
-    if resolve_precision(precision, accelerator.device.type == "cpu") == "bf16":
-        return torch.autocast(accelerator.device.type, dtype=torch.bfloat16)
-    return accelerator.autocast()  # float32 on the CPU; whatever Accelerate was built with on CUDA
 
 
 def teacher_outputs(method, batch, teacher_cache: TeacherCache | None, teacher, accelerator,
@@ -309,19 +287,40 @@ def _check_teacher_inputs(method, train_data, model, teacher_cache, teacher):
     return teacher
 
 
+ValidationScore = Callable[[torch.nn.Module], float]
+
+
 def train(model: torch.nn.Module, method, train_data, val_data=None, config: TrainConfig | None = None,
           teacher_cache: TeacherCache | None = None, teacher: torch.nn.Module | None = None,
           meta_data=None, run_dir: str | Path | None = None, description: str | None = None,
-          on_evaluate: EvaluationCallback | None = None) -> TrainResult:
+          on_evaluate: EvaluationCallback | None = None, val_score: ValidationScore | None = None) -> TrainResult:
     """Train ``model`` with ``method`` and return the model under the checkpoint rule, with its logs.
 
-    Teacher signal: ``teacher_cache`` (precomputed, the default for distillation) or ``teacher`` (a live
-    model run on every batch; needed when inputs change per epoch). Methods that need no teacher
-    ignore both. ``meta_data`` is the held-out set for meta-learned weighting. ``on_evaluate(info,
+    Teacher signal: ``teacher_cache`` (precomputed, the default for distillation: a
+    :class:`~.cache.TeacherCache` of logits or a :class:`~.cache.TargetCache` of any per-row targets) or
+    ``teacher`` (a live model run on every batch; needed when inputs change per epoch). Methods that need no
+    teacher ignore both. ``meta_data`` is the held-out set for meta-learned weighting. ``on_evaluate(info,
     model)`` is called after every validation (``info``: step, epoch, metrics), e.g. to snapshot what
     the model computes during the very run a table reports.
+
+    Validation: ``val_score(model)`` when given (higher is better, computed in eval mode without gradients;
+    logged as ``val/score``), else the joint view's ``config.select_metric`` on ``val_data``. Early stopping and the
+    checkpoint rule read that score.
     """
     config = config or TrainConfig()
+    flush = config.flush_denormals and uses_cpu(config.cpu)
+    if flush:
+        torch.set_flush_denormal(True)
+    try:
+        return _train(model, method, train_data, val_data, config, teacher_cache, teacher, meta_data, run_dir,
+                      description, on_evaluate, val_score)
+    finally:
+        if flush:
+            torch.set_flush_denormal(False)  # PyTorch's default; there is no getter to restore another state
+
+
+def _train(model, method, train_data, val_data, config: TrainConfig, teacher_cache, teacher, meta_data, run_dir,
+           description, on_evaluate, val_score) -> TrainResult:
     set_seed(config.seed)
     # Deterministic CPU kernels where torch offers them; warn rather than fail where it does not.
     torch.use_deterministic_algorithms(True, warn_only=True)
@@ -340,7 +339,7 @@ def train(model: torch.nn.Module, method, train_data, val_data=None, config: Tra
         steps_per_epoch = len(loader)
     total_steps = min(config.epochs * steps_per_epoch, config.max_steps or math.inf)
     eval_every = config.eval_every or steps_per_epoch
-    optimizer = make_optimizer(model, config)
+    optimizer = make_optimizer(model, config, foreach=config.optimizer_foreach)
     schedule = make_schedule(optimizer, config, total_steps)
     model, optimizer, schedule = accelerator.prepare(model, optimizer, schedule)
     if teacher is not None:
@@ -359,6 +358,7 @@ def train(model: torch.nn.Module, method, train_data, val_data=None, config: Tra
                                num_workers=2 if on_cuda and not hasattr(train_data, "tensors") else 0,
                                pin_memory=on_cuda)
 
+    validates = val_data is not None or val_score is not None
     step_terms: list[dict[str, torch.Tensor]] = []  # detached tensors: no device sync per step
     learning_rates: list[float] = []
     evaluations: list[dict[str, float]] = []
@@ -390,10 +390,16 @@ def train(model: torch.nn.Module, method, train_data, val_data=None, config: Tra
                 last_logged = step
                 row = {"step": step, "epoch": round(step / steps_per_epoch, 3), "lr": learning_rates[-1],
                        **recent.drop(columns="step").mean().to_dict()}
-                if val_data is not None:
-                    metrics = evaluate(unwrapped, val_data, views=("joint",), batch_size=config.eval_batch_size)
-                    row.update({f"val/{k}": v for k, v in metrics.items()})
-                    score = metrics.get(f"joint/{config.select_metric}", metrics["joint/accuracy"])
+                if validates:
+                    if val_score is not None:
+                        unwrapped.eval()
+                        with torch.no_grad():
+                            score = float(val_score(unwrapped))
+                        row["val/score"] = score
+                    else:
+                        metrics = evaluate(unwrapped, val_data, views=("joint",), batch_size=config.eval_batch_size)
+                        row.update({f"val/{k}": v for k, v in metrics.items()})
+                        score = metrics.get(f"joint/{config.select_metric}", metrics["joint/accuracy"])
                     if score > best_score:
                         best_score, best_step = score, step
                         if config.checkpoint_rule == "best-val":
@@ -409,7 +415,7 @@ def train(model: torch.nn.Module, method, train_data, val_data=None, config: Tra
                 if on_evaluate is not None:
                     on_evaluate(row, unwrapped)
                     model.train()
-                if (config.patience is not None and val_data is not None and since_best >= config.patience
+                if (config.patience is not None and validates and since_best >= config.patience
                         and step >= config.min_steps):
                     stopped_early = True
             if step >= total_steps or stopped_early:
@@ -423,7 +429,7 @@ def train(model: torch.nn.Module, method, train_data, val_data=None, config: Tra
     step_log = _to_rows(step_terms, first_step=1)
     step_log.insert(1, "lr", learning_rates)
     result = TrainResult(unwrapped, step_log, pd.DataFrame(evaluations), best_step,
-                         step, steps_per_epoch, config.checkpoint_rule if val_data is not None else "last",
+                         step, steps_per_epoch, config.checkpoint_rule if validates else "last",
                          time.perf_counter() - start, stopped_early,
                          precision)
     if run_dir is not None and accelerator.is_main_process:
