@@ -30,7 +30,6 @@ from typing import Any
 from ..data.shapes import ShapesConfig
 from ..models.vision import TinyVisionSizes
 from ..reporting import is_fast
-from ..training.feature_kd import default_config
 from ..training.methods import GRAM_TEMPERATURE
 from .multimodal import PRESETS, Experiment, ExperimentConfig, setup
 from .vision import ALL_LABELS, LabelEfficiencyConfig
@@ -157,10 +156,11 @@ class Protocol:
     @classmethod
     def fast(cls) -> "Protocol":
         """The same code path at toy size, for CI and nbval (``MMKD_FAST=1``): two seeds, one-point grids."""
-        sizes = TinyVisionSizes(width=32, num_heads=2, teacher_depth=2, student_depth=1)
-        vision = LabelEfficiencyConfig(sizes=sizes, teacher=default_config(epochs=3, lr=1e-3, progress=False),
-                                       student=default_config(epochs=3, lr=2e-3, progress=False),
-                                       labels_per_class=(5, ALL_LABELS), patience=1, teacher_patience=1)
+        embedded = LabelEfficiencyConfig()  # the same learning rates and schedule, for 3 epochs
+        vision = dataclasses.replace(
+            embedded, sizes=TinyVisionSizes(width=32, num_heads=2, teacher_depth=2, student_depth=1),
+            teacher=dataclasses.replace(embedded.teacher, epochs=3), student=dataclasses.replace(embedded.student, epochs=3),
+            labels_per_class=(5, ALL_LABELS), patience=1, teacher_patience=1)
         return cls(name="fast", preset="fast", seeds=(0, 1), temperatures=(2.0,), population_values=(1.0,),
                    gram_inputs=("probs",), gram_lams=(1.0,), tasks=("ve",), knob_sweep=KnobSweep(values=(0.0,)),
                    workers=1,  # worker processes cost more to start than these toy runs take
