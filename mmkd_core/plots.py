@@ -428,3 +428,20 @@ def accuracy_vs_cost(runs: pd.DataFrame, task: str, order: Sequence[str] | None 
     legend_outside(ax)
     fig.tight_layout()
     return fig
+
+
+def knob_study(frame: pd.DataFrame, knob_label: str = "setting"):
+    """Notebook 00's knob study (:func:`mmkd_core.experiments.knobs.knob_study` rows): test accuracy per input view
+    for each ``(text_cue, image_cue)`` setting, mean ± 95% t-interval over seeds with one dot per seed, chance dotted."""
+    frame = frame.copy()
+    frame["setting"] = frame.apply(lambda r: f"text {r['text_cue']:.1f} / image {r['image_cue']:.1f}", axis=1)
+    fig, ax = plt.subplots(figsize=(8, 3.4))
+    # mean ± t 95% CI over seeds with one dot per seed (seaborn's bootstrap CI is unseeded)
+    grouped_bars(frame, x="setting", hue="view", y="accuracy", ax=ax, label="test accuracy")
+    ax.axhline(100 * frame["chance"].iloc[0], color="grey", ls=":", label="chance")
+    ax.set_xlabel(knob_label)
+    ax.set_ylim(0, 100)
+    legend_outside(ax, title="input view")
+    ax.set_title("test accuracy by input view, per knob setting")
+    fig.tight_layout()
+    return fig

@@ -79,11 +79,23 @@ def package_imports(path: Path, where: str = "module", package_dir: Path = PACKA
             else:
                 target = node.module or ""
             if target.split(".")[0] == root:
-                found.append(PackageImport(target, tuple(alias.name for alias in node.names), node.lineno))
+                # `from .. import plots` imports the module mmkd_core.plots, not just a name of the package
+                submodules = [alias.name for alias in node.names
+                              if _is_module(f"{target}.{alias.name}", package_dir)]
+                names = tuple(alias.name for alias in node.names if alias.name not in submodules)
+                found += [PackageImport(f"{target}.{sub}", (), node.lineno) for sub in submodules]
+                if names or not submodules:
+                    found.append(PackageImport(target, names, node.lineno))
         else:
             found += [PackageImport(alias.name, (), node.lineno) for alias in node.names
                       if alias.name.split(".")[0] == root]
     return found
+
+
+def _is_module(dotted: str, package_dir: Path) -> bool:
+    """Whether ``dotted`` (e.g. ``mmkd_core.plots``) names a module or subpackage file of the package."""
+    path = package_dir.parent.joinpath(*dotted.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
 
 
 def calls_import_submodules(path: Path, where: str = "module") -> bool:

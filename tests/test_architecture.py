@@ -128,3 +128,16 @@ def test_no_function_level_import_crosses_a_floor():
               for path in sorted(PACKAGE.rglob("*.py")) for item in package_imports(path, where="functions")
               if floor_of(item.target) != floor_of(module_name(path))]
     assert not hidden, "function-level imports across floors:\n" + "\n".join(hidden)
+
+
+def test_importing_a_module_by_name_from_its_package_is_an_arrow_to_that_module(tmp_path):
+    """``from .. import plots`` in mmkd_core/experiments/knobs.py once hid an arrow up the house (experiments →
+    plots): the parser read it as an import of the package itself. It is an import of the module."""
+    knobs = tmp_path / "mmkd_core" / "experiments" / "knobs.py"
+    knobs.parent.mkdir(parents=True)
+    (tmp_path / "mmkd_core" / "plots.py").write_text("")
+    (tmp_path / "mmkd_core" / "__init__.py").write_text("VERSION = 1\n")
+    knobs.write_text("from .. import plots, VERSION\nfrom . import multimodal\n")
+    found = {(item.target, item.names) for item in package_imports(knobs, package_dir=tmp_path / "mmkd_core")}
+    assert found == {("mmkd_core.plots", ()), ("mmkd_core", ("VERSION",)), ("mmkd_core.experiments", ("multimodal",))}
+    assert floor_of("mmkd_core.plots") > floor_of("mmkd_core.experiments.knobs")

@@ -14,7 +14,6 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from mmkd_core import plots  # noqa: E402
-from mmkd_core.experiments.knobs import plot_knob_study  # noqa: E402
 
 SUMMARY = pd.DataFrame({"method": ["CE", "KD"], "validation/accuracy mean": [0.54, 0.56],
                         "validation/accuracy ci95": [0.02, 0.03]})
@@ -71,7 +70,7 @@ def test_knob_figure_is_deterministic_with_dots_and_percent():
     knobs = pd.DataFrame([{"text_cue": t, "image_cue": 0.0, "seed": s, "view": v, "chance": 1 / 3,
                            "accuracy": 0.33 + 0.3 * t * (v == "text only") + 0.02 * s}
                           for t in (0.0, 0.6) for s in (0, 1, 2) for v in ("text + image", "text only")])
-    first, second = plot_knob_study(knobs), plot_knob_study(knobs)
+    first, second = plots.knob_study(knobs), plots.knob_study(knobs)
     assert first.axes[0].get_ylabel() == "test accuracy (%)" and first.axes[0].get_ylim() == (0, 100)
     assert _png(first) == _png(second)
 

@@ -3,17 +3,16 @@
 For each knob setting, a small model is trained with cross-entropy on all three views (``ce_views``)
 and evaluated on the test split given text only, image only and both. The *cue ceiling*
 ``cue + (1 − cue) / K`` is what a model reading only the cue would reach; the measured unimodal accuracy
-should track it (plus whatever the modality reveals without the cue).
+should track it (plus whatever the modality reveals without the cue). The figure is
+:func:`mmkd_core.plots.knob_study`.
 """
 from __future__ import annotations
 
 from typing import Iterable
 
-import matplotlib.pyplot as plt
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .. import plots
 from .multimodal import ExperimentConfig, prepare_data, run_student
 
 VIEW_LABELS = {"joint": "text + image", "text": "text only", "image": "image only"}
@@ -51,18 +50,3 @@ def _view_accuracy(row: dict, view: str) -> float:
     if view == "joint":
         return row["test/accuracy"]
     return row.get(f"test/{view}/accuracy", float("nan"))
-
-
-def plot_knob_study(frame: pd.DataFrame, knob_label: str = "setting"):
-    frame = frame.copy()
-    frame["setting"] = frame.apply(lambda r: f"text {r['text_cue']:.1f} / image {r['image_cue']:.1f}", axis=1)
-    fig, ax = plt.subplots(figsize=(8, 3.4))
-    # mean ± t 95% CI over seeds with one dot per seed (seaborn's bootstrap CI is unseeded)
-    plots.grouped_bars(frame, x="setting", hue="view", y="accuracy", ax=ax, label="test accuracy")
-    ax.axhline(100 * frame["chance"].iloc[0], color="grey", ls=":", label="chance")
-    ax.set_xlabel(knob_label)
-    ax.set_ylim(0, 100)
-    plots.legend_outside(ax, title="input view")
-    ax.set_title("test accuracy by input view, per knob setting")
-    fig.tight_layout()
-    return fig
