@@ -139,3 +139,13 @@ def test_protocol_errors_name_what_was_expected():
         Protocol(preset="tiny")
     with pytest.raises(ValueError, match="seeds must not be empty"):
         Protocol.named("fast", seeds=[])
+
+
+def test_disjoint_splits_reach_every_experiment_and_teacher_of_the_protocol():
+    """One switch: the experiments the notebooks open and the teachers make reproduce prepares all read the same
+    disjoint splits (and a real dataset keeps its own splits)."""
+    protocol = Protocol.named("embedded", disjoint_splits=True)
+    assert protocol.experiment_config("nlvr").dataset_options["disjoint_splits"] is True
+    assert all(entry["dataset_options"]["disjoint_splits"] for entry in protocol.teachers())
+    assert protocol.experiment_config("ve", dataset="hateful_memes", data_root="/x").dataset_options == {}
+    assert "disjoint_splits" not in Protocol.embedded().experiment_config("ve").dataset_options

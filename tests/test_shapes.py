@@ -194,3 +194,52 @@ def test_dataset_name_and_split_must_be_strings(tmp_path):
         load(["shapes"], "train", root=tmp_path)
     with pytest.raises(ValueError, match="unknown split 0"):
         load("shapes", 0, root=tmp_path)
+
+
+# generate_split(task, 50/20/20 rows, seed 0), test split: sha1 of its texts and labels, and of its pixels, recorded
+# before disjoint_splits existed: the default generator must not move.
+DEFAULT_GOLDEN = {"ve": ("2a9f688568d0fbfd", "18d8b177bcbaba1e"), "nlvr": ("5ad719b5bae45ac1", "c0648b7c0d03f4e0"),
+                  "memes": ("6bcdc98dc6cbfc6e", "a4cfd8609bf92408")}
+
+
+@pytest.mark.parametrize("task", ["ve", "nlvr", "memes"])
+def test_the_default_generator_is_unchanged_by_the_disjoint_option(task):
+    import hashlib
+    import json
+
+    columns = generate_split(ShapesConfig(task=task, n_train=50, n_validation=20, n_test=20), "test")
+    rows = hashlib.sha1(json.dumps([columns["text"], columns["label"]]).encode()).hexdigest()[:16]
+    pixels = hashlib.sha1(np.stack([np.asarray(image) for image in columns["image"]]).tobytes()).hexdigest()[:16]
+    assert (rows, pixels) == DEFAULT_GOLDEN[task] and "scene" not in columns
+    assert ShapesConfig(task=task).cache_key() == ShapesConfig(task=task, disjoint_splits=False).cache_key()
+
+
+@pytest.mark.parametrize("task", ["ve", "nlvr", "memes"])
+def test_disjoint_splits_share_no_scene_and_no_scene_statement_pair(task):
+    config = ShapesConfig(task=task, n_train=1500, n_validation=300, n_test=300, disjoint_splits=True)
+    splits = {split: generate_split(config, split) for split in shapes.SPLITS}
+    scenes = {split: set(columns["scene"]) for split, columns in splits.items()}
+    pairs = {split: set(zip(columns["scene"], columns["statement"])) for split, columns in splits.items()}
+    for a, b in [("train", "validation"), ("train", "test"), ("validation", "test")]:
+        assert not scenes[a] & scenes[b] and not pairs[a] & pairs[b], f"{task}: {a} and {b} share scenes"
+    for split, columns in splits.items():  # each row's scene is one its split owns, and labels stay balanced
+        assert {shapes.scene_owners(0)[scene] for scene in columns["scene"]} == {split}
+        shares = np.bincount(columns["label"], minlength=len(config.labels)) / len(columns["label"])
+        assert np.abs(shares - 1 / len(config.labels)).max() < 0.07, f"{task} {split}: label shares {shares}"
+
+
+def test_scene_owners_split_every_size_of_scene_and_depend_on_the_seed():
+    owners = shapes.scene_owners(0)
+    assert len(owners) == len(shapes.every_scene()) == 3288
+    for size in (1, 2, 3):
+        sizes = [split for key, split in owners.items() if key.count(";") == size - 1]
+        assert sizes.count("test") == sizes.count("validation") == round(len(sizes) / 8)
+    assert shapes.scene_owners(1) != owners
+    with pytest.raises(ValueError, match="disjoint_splits must be True or False"):
+        ShapesConfig(disjoint_splits="yes")
+
+
+def test_disjoint_splits_load_with_their_scene_column(tmp_path):
+    rows = load("shapes", "validation", root=tmp_path, n_train=40, n_validation=12, n_test=12, disjoint_splits=True)
+    assert len(rows) == 12 and "scene" in rows.column_names
+    assert ShapesConfig(disjoint_splits=True).cache_key() != ShapesConfig().cache_key()

@@ -35,8 +35,9 @@ def load(name: str, split: str, root: str | os.PathLike | None = None, **options
     return LOADERS[name](split=split, root=root, **options)
 
 
-def shapes_features(labels: tuple[str, ...]) -> datasets.Features:
-    return datasets.Features({
+def shapes_features(labels: tuple[str, ...], with_scene: bool = False) -> datasets.Features:
+    scene = {"scene": datasets.Value("string")} if with_scene else {}  # disjoint_splits: each row's scene
+    return datasets.Features({**scene,
         "image": datasets.Image(),
         "text": datasets.Value("string"),
         "label": datasets.ClassLabel(names=list(labels)),
@@ -66,7 +67,7 @@ def load_shapes(split: str, root=None, cache: bool = True, **options: Any) -> da
     if cache and (folder / "dataset_info.json").exists():
         return datasets.load_from_disk(str(folder))
     dataset = datasets.Dataset.from_dict(_shapes.generate_split(config, split),
-                                         features=shapes_features(config.labels))
+                                         features=shapes_features(config.labels, config.disjoint_splits))
     if cache:
         dataset.save_to_disk(str(folder))
         dataset = datasets.load_from_disk(str(folder))

@@ -37,11 +37,22 @@ carries part of the label, which is exactly what modality-specific and relation 
 ``label_noise`` ∈ [0, 1)
     Fraction of labels replaced by a uniformly drawn label (after generation), to make the
     benchmark less clean; the teacher's soft targets then carry real information.
+
+Disjoint splits
+---------------
+The splits are drawn independently, and the benchmark has only 3,288 distinct scenes (1 to 3 objects of distinct
+colours in 4 cells, 3 shapes), so by default a validation or test row can repeat a pool row's scene and statement,
+pixel noise aside: a model that read the pool has then seen it. ``disjoint_splits=True`` gives each split its own
+scenes (:func:`scene_owners`: per number of objects, a seeded eighth of the scenes for validation and another for
+test, the rest for the pool), so no (scene, statement) pair, and no scene, is shared between two splits; each row
+then records its ``scene``. Labels stay balanced: a row's label is drawn before its scene, as always.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
+import itertools
 import json
 from typing import Any
 
@@ -100,6 +111,8 @@ class ShapesConfig:
     # Which statement types a task draws from (None: all of the task's). E.g. ("exists", "position",
     # "relation") for nlvr leaves out counting, which a patch-per-cell model at 32 px barely learns.
     statement_types: tuple | None = None
+    # Each split draws from its own scenes (see the module's docstring); off: the generator as it always was.
+    disjoint_splits: bool = False
 
     def __post_init__(self) -> None:
         # Every field is checked for its type as well as its range, and stored as a plain Python value
@@ -116,6 +129,9 @@ class ShapesConfig:
         }
         if self.statement_types is not None:
             checked["statement_types"] = statement_types_option(self.task, self.statement_types)
+        if not isinstance(self.disjoint_splits, (bool, np.bool_)):
+            raise ValueError(f"disjoint_splits must be True or False, got {self.disjoint_splits!r}")
+        checked["disjoint_splits"] = bool(self.disjoint_splits)
         for name, value in checked.items():
             object.__setattr__(self, name, value)
 
@@ -127,7 +143,9 @@ class ShapesConfig:
         return int(getattr(self, f"n_{split}"))
 
     def cache_key(self) -> str:
-        fields = {k: v for k, v in dataclasses.asdict(self).items() if not (k == "statement_types" and v is None)}
+        # fields at the value they had before they existed leave the key (and the cached data) as it was
+        fields = {k: v for k, v in dataclasses.asdict(self).items()
+                  if not ((k == "statement_types" and v is None) or (k == "disjoint_splits" and not v))}
         payload = json.dumps({**fields, "version": GENERATOR_VERSION}, sort_keys=True)
         return hashlib.sha1(payload.encode()).hexdigest()[:12]
 
@@ -330,6 +348,41 @@ def make_statement(task: str, label: int, objects, rng, kind: int | None = None,
 # Splits
 # ----------------------------------------------------------------------------------------------
 SPLITS = ("train", "validation", "test")
+HELD_OUT_SCENE_SHARE = 1 / 8  # of the scenes of each size, for validation and again for test (disjoint_splits)
+
+
+def scene_key(objects: list[SceneObject]) -> str:
+    """A scene's identity, whatever order its objects were drawn in: its objects, sorted."""
+    return "; ".join(sorted(f"{o.color} {o.shape} r{o.row}c{o.col}" for o in objects))
+
+
+def every_scene() -> list[list[SceneObject]]:
+    """Every scene :func:`sample_scene` can draw: 1 to ``GRID²-1`` objects in distinct cells, distinct colours."""
+    scenes = []
+    for n in range(1, GRID * GRID):
+        for cells in itertools.combinations(range(GRID * GRID), n):
+            for colors in itertools.permutations(COLORS, n):
+                for shapes in itertools.product(SHAPES, repeat=n):
+                    scenes.append([SceneObject(c, s, cell // GRID, cell % GRID)
+                                   for c, s, cell in zip(colors, shapes, cells)])
+    return scenes
+
+
+@functools.lru_cache(maxsize=8)
+def scene_owners(seed: int) -> dict[str, str]:
+    """The split that owns each scene under ``disjoint_splits``: for each number of objects, the scenes are ordered
+    by a hash of (``seed``, scene) and the first :data:`HELD_OUT_SCENE_SHARE` go to test, the next as many to
+    validation, the rest to train. Per size, so that every split keeps the scene sizes' proportions."""
+    by_size: dict[int, list[str]] = {}
+    for objects in every_scene():
+        by_size.setdefault(len(objects), []).append(scene_key(objects))
+    owners = {}
+    for keys in by_size.values():
+        keys.sort(key=lambda key: hashlib.sha1(f"{seed}|{key}".encode()).hexdigest())
+        held_out = max(1, round(HELD_OUT_SCENE_SHARE * len(keys)))
+        for i, key in enumerate(keys):
+            owners[key] = "test" if i < held_out else "validation" if i < 2 * held_out else "train"
+    return owners
 
 
 def generate_split(config: ShapesConfig, split: str) -> dict[str, list[Any]]:
@@ -343,11 +396,16 @@ def generate_split(config: ShapesConfig, split: str) -> dict[str, list[Any]]:
         "image", "text", "label", "statement", "statement_type", "true_label",
         "text_cue_informative", "image_cue_informative", "n_objects")}
     kinds = statement_kinds(config.task, config.statement_types)
+    owners = scene_owners(config.seed) if config.disjoint_splits else None
+    if owners is not None:
+        columns["scene"] = []
     for _ in range(config.split_size(split)):
         label = int(rng.integers(n_labels))
         kind = int(rng.integers(len(kinds))) if kinds else None  # fixed before the scene: see make_statement
         while True:
             objects = sample_scene(rng)
+            if owners is not None and owners[scene_key(objects)] != split:
+                continue  # another split's scene
             made = make_statement(config.task, label, objects, rng, kind, kinds)
             if made is not None:
                 break
@@ -368,6 +426,8 @@ def generate_split(config: ShapesConfig, split: str) -> dict[str, list[Any]]:
         columns["text_cue_informative"].append(text_informative)
         columns["image_cue_informative"].append(image_informative)
         columns["n_objects"].append(len(objects))
+        if owners is not None:
+            columns["scene"].append(scene_key(objects))
     return columns
 
 

@@ -111,6 +111,8 @@ class Protocol:
         gram_temperature: the softmax temperature of the Gram's inputs.
         tasks: the benchmark variants of Table 1 (notebook 04), ``ce3_tasks`` those with the CE×3 + KD row.
         knob_sweep: notebook 03's sweep of one benchmark knob (:class:`KnobSweep`).
+        disjoint_splits: the shapes benchmark's validation and test rows share no scene with the pool or each other
+            (:mod:`mmkd_core.data.shapes`, "Disjoint splits"); off in protocol v2, whose splits repeat some pool rows.
         workers: processes for independent runs; ``None``: one per core.
         bench_repeats: timed repeats of each ``make bench`` measurement (notebook 05).
     """
@@ -129,6 +131,7 @@ class Protocol:
     tasks: tuple[str, ...] = ("ve", "nlvr", "memes")
     ce3_tasks: tuple[str, ...] = ("ve",)
     knob_sweep: KnobSweep = KnobSweep()
+    disjoint_splits: bool = False
     workers: int | None = None
     bench_repeats: int = 10
     knob_study: KnobStudy = KnobStudy()
@@ -227,23 +230,30 @@ class Protocol:
         other value of the knob sweep, the from-scratch teachers of the pretraining curve (the first ``n`` rows
         of the pool) and the pretrained two-tower teacher. Derived, never typed, so the phase prepares exactly
         what the notebooks then load."""
-        base = {"preset": self.preset}
-        entries = [{**base, "task": task} for task in self.tasks]
-        entries += [{**base, "task": self.main_task, "dataset_options": {self.knob_sweep.knob: value}}
-                    for value in self.knob_sweep.other_values()]
+        def entry(task: str, **options) -> dict:
+            options = self.shapes_options(options)
+            return {"preset": self.preset, "task": task, **({"dataset_options": options} if options else {})}
+
+        entries = [entry(task) for task in self.tasks]
+        entries += [entry(self.main_task, **{self.knob_sweep.knob: value}) for value in self.knob_sweep.other_values()]
         pool = self.experiment_config(self.main_task).dataset_options["n_train"]
-        entries += [{**base, "task": self.main_task, "dataset_options": {"n_train": n}}
-                    for n in self.pretraining.label_counts if n != pool]
-        entries.append({**base, "task": self.main_task,
-                        "two_tower": {"input_size": self.pretraining.input_size,
-                                      "label_counts": list(self.pretraining.label_counts)}})
+        entries += [entry(self.main_task, n_train=n) for n in self.pretraining.label_counts if n != pool]
+        entries.append({**entry(self.main_task), "two_tower": {"input_size": self.pretraining.input_size,
+                                                             "label_counts": list(self.pretraining.label_counts)}})
         return entries
+
+    def shapes_options(self, options: dict | None = None) -> dict:
+        """The shapes benchmark's options under this protocol: ``options`` plus the protocol's own
+        (``disjoint_splits`` when on)."""
+        return {**(options or {}), **({"disjoint_splits": True} if self.disjoint_splits else {})}
 
     def experiment_config(self, task: str = "ve", dataset: str = "shapes", data_root: str | None = None,
                           dataset_options: dict | None = None, **changes) -> ExperimentConfig:
         """The :class:`~.multimodal.ExperimentConfig` of one task under this protocol (``changes`` override
         any of its fields; ``None`` keeps the preset's)."""
         n_labelled = changes.pop("n_labelled", None)
+        if dataset == "shapes":
+            dataset_options = self.shapes_options(dataset_options)
         return ExperimentConfig.preset(self.preset, task, dataset=dataset, data_root=data_root,
                                        dataset_options=dataset_options,
                                        n_labelled=self.n_labelled if n_labelled is None else n_labelled, **changes)
