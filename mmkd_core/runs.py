@@ -161,7 +161,8 @@ def run_key(spec: RunSpec, config: ExperimentConfig, teacher_cache: TeacherCache
     settings = dataclasses.asdict(config)
     settings["student_precision"] = resolve_precision(config.student_precision, uses_cpu())
     fields = {"config": settings, "method": method.describe(), "seed": spec.seed,
-              "data": spec.data, "rows": rows_key(data.student_rows(spec.data)),
+              "data": spec.data, "rows": rows_key(data.student_rows(spec.data, method.learns_on_meta_data)),
+              "meta": rows_key(data.meta_rows_for(method.learns_on_meta_data)) if method.learns_on_meta_data else None,
               "validation": rows_key(data.validation), "eval_views": list(eval_views), "source": source_hash(),
               "teacher": teacher_cache.teacher_key if (teacher_cache is not None and method.needs_teacher) else None}
     return hashlib.sha1(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:20]

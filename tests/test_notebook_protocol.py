@@ -149,3 +149,10 @@ def test_disjoint_splits_reach_every_experiment_and_teacher_of_the_protocol():
     assert all(entry["dataset_options"]["disjoint_splits"] for entry in protocol.teachers())
     assert protocol.experiment_config("ve", dataset="hateful_memes", data_root="/x").dataset_options == {}
     assert "disjoint_splits" not in Protocol.embedded().experiment_config("ve").dataset_options
+
+
+def test_meta_rows_reach_the_experiment_config_and_not_the_teacher():
+    protocol = Protocol.named("embedded", meta_rows=60)
+    assert protocol.experiment_config("ve").meta_rows == 60
+    assert protocol.experiment_config("ve").key() == Protocol.embedded().experiment_config("ve").key()  # same teacher
+    assert Protocol.embedded().experiment_config("ve").meta_rows is None

@@ -226,3 +226,47 @@ def test_a_new_method_file_changes_the_source_hash_though_no_statement_imports_i
     assert added != before
     new_method.write_text('"""A method added as one new file, then edited."""\n')
     assert runs.source_hash() not in (before, added)
+
+
+def test_meta_learning_on_held_out_labelled_rows_never_reads_validation(experiment, monkeypatch):
+    """Protocol v3: with meta_rows, MSD meta's weight net learns on the last meta_rows of the labelled rows, which it
+    does not train its CE on; no validation row reaches its meta step. Other methods keep every labelled row."""
+    import mmkd_core.weighting.schemes as schemes
+    from mmkd_core.experiments import prepare_data, run_student
+
+    config, data, cache = experiment
+    meta_config = config.replace(meta_rows=16)
+    meta_data = prepare_data(meta_config)
+    n = len(meta_data.train)
+    assert len(meta_data.meta) == 16 and meta_data.meta.tensors["index"].tolist() == list(range(n - 16, n))
+    read = []
+    cycle = schemes._cycle
+
+    def spy(dataset, *args):
+        read.append(dataset)
+        return cycle(dataset, *args)
+
+    from mmkd_core.training import trainer
+    trained_on = []
+    batches = trainer.iterate_batches
+
+    def training_batches(dataset, *args, **kwargs):
+        trained_on.append(dataset)
+        return batches(dataset, *args, **kwargs)
+
+    monkeypatch.setattr(schemes, "_cycle", spy)
+    monkeypatch.setattr(trainer, "iterate_batches", training_batches)
+    run_student("msd", 0, meta_config, meta_data, cache, method_kwargs={"weighting": "meta"}, student_data="transfer")
+    assert read == [meta_data.meta] and read[0] is not meta_data.validation
+    assert trained_on and all(d is not meta_data.validation for d in trained_on)  # no optimiser step on validation
+    trained = meta_data.student_rows("transfer", learns_on_meta_data=True)
+    labelled = trained.tensors["labels"] != -100
+    assert int(labelled.sum()) == n - 16  # the meta rows' labels are not trained on ...
+    assert not labelled[n - 16:n].any()   # ... those rows are distilled only, like the unlabelled ones
+    assert meta_data.student_rows("transfer") is meta_data.transfer  # every other method: all n labelled rows
+    # protocol v2 (no meta rows): the meta step reads validation, as before
+    read.clear()
+    run_student("msd", 0, config, data, cache, method_kwargs={"weighting": "meta"}, student_data="transfer")
+    assert read == [data.validation]
+    with pytest.raises(ValueError, match=r"meta_rows must lie in \[1, "):
+        prepare_data(config.replace(meta_rows=len(data.train)))

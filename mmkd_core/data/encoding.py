@@ -80,6 +80,12 @@ def check_labelled_rows(n: int, total: int) -> None:
         raise ValueError(f"n_labelled must lie in [1, {total}] (the rows of the training split), got {n}")
 
 
+def check_row_range(start: int, stop: int, total: int) -> None:
+    if not 0 <= start < stop <= total:
+        raise ValueError(f"a row range must satisfy 0 <= start < stop <= {total} (the rows there are), "
+                         f"got {start}..{stop}")
+
+
 def dataset_fingerprint(dataset) -> str:
     """A string that changes when the underlying rows change (keys the teacher cache)."""
     return str(getattr(dataset, "_fingerprint", None) or len(dataset))
@@ -130,6 +136,11 @@ class EncodedDataset(torch.utils.data.Dataset):
         check_labelled_rows(n, len(self))
         return self._derived({k: v[:n] for k, v in self.tensors.items()}, f"first{n}")
 
+    def rows_between(self, start: int, stop: int) -> "EncodedDataset":
+        """Rows ``start`` to ``stop - 1``, keeping their ``index`` (e.g. the meta rows carved from the labelled ones)."""
+        check_row_range(start, stop, len(self))
+        return self._derived({k: v[start:stop] for k, v in self.tensors.items()}, f"rows{start}-{stop}")
+
     def hide_labels_after(self, n: int) -> "EncodedDataset":
         """Every row, but only the first ``n`` keep their label: the others become a transfer set.
 
@@ -162,9 +173,10 @@ class LazyDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict[str, Any]:
         row = self.dataset[int(i)]
         label = row["label"] if int(i) < self.labelled_rows else UNLABELLED
-        return {"image": row["image"], "text": row["text"], "label": label, "index": int(i)}
+        return {"image": row["image"], "text": row["text"], "label": label, "index": int(i) + self.index_offset}
 
     labelled_rows = float("inf")  # rows at or after this index hide their label (a transfer set)
+    index_offset = 0  # the row number of this dataset's first row in the rows it was taken from
 
     @property
     def source_fingerprint(self) -> str:
@@ -183,6 +195,13 @@ class LazyDataset(torch.utils.data.Dataset):
         """The first ``n`` rows (their row numbers, which key the teacher cache, are unchanged)."""
         check_labelled_rows(n, len(self))
         return self._derived(self.dataset.select(range(n)), f"first{n}")
+
+    def rows_between(self, start: int, stop: int) -> "LazyDataset":
+        """Rows ``start`` to ``stop - 1`` (see :meth:`EncodedDataset.rows_between`), row numbers kept."""
+        check_row_range(start, stop, len(self))
+        derived = self._derived(self.dataset.select(range(start, stop)), f"rows{start}-{stop}")
+        derived.index_offset = self.index_offset + start
+        return derived
 
     def hide_labels_after(self, n: int) -> "LazyDataset":
         """Every row; only the first ``n`` keep their label (see :meth:`EncodedDataset.hide_labels_after`)."""

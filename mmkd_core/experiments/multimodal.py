@@ -45,7 +45,7 @@ BINARY_PRIMARY = "auroc"
 
 STUDENT_FIELDS = ("student_preset", "student_overrides", "student_lr", "student_batch_size", "student_max_steps",
                   "student_eval_every", "student_patience", "student_min_improvement", "student_min_epochs",
-                  "n_labelled", "report_to", "compile_backend", "student_precision")
+                  "n_labelled", "report_to", "compile_backend", "student_precision", "meta_rows")
 
 
 @dataclasses.dataclass
@@ -110,6 +110,11 @@ class ExperimentConfig:
     # three-view steps 1.6x and joint steps 1.2x faster; "fp32" for exact float32. Teachers keep the default
     # (float32 on the CPU, bf16 on CUDA): they are trained once and cached. Runs tables name what each run used.
     student_precision: str = "native"
+    # Where MSD's meta-learned weights learn (their outer objective). None: the validation split (protocol v2, which
+    # then also early-stops and selects those runs: not held out). n: the last n of the students' n_labelled rows
+    # (protocol v3): meta-learning runs train their CE on the other n_labelled - n and see the n only through the
+    # meta step, so the label budget is the same for every method and validation stays held out.
+    meta_rows: int | None = None
 
     def key(self) -> str:
         """Hash of the fields that define the teacher (data, sizes, teacher training)."""
@@ -183,16 +188,29 @@ class ExperimentData:
     test: Any
     tokenizer: Any
     label_names: list[str]
+    meta: Any = None  # ExperimentConfig.meta_rows: the rows meta-learning methods learn their weights on
 
     @property
     def num_labels(self) -> int:
         return len(self.label_names)
 
-    def student_rows(self, data: str):
-        """``"labelled"`` or ``"transfer"``: what a student trains on."""
+    def student_rows(self, data: str, learns_on_meta_data: bool = False):
+        """``"labelled"`` or ``"transfer"``: what a student trains on. A method that learns on meta data
+        (``learns_on_meta_data``) trains without the :attr:`meta` rows' labels when there are meta rows."""
         if data not in STUDENT_DATA:
             raise ValueError(f"unknown student data {data!r}; accepted: {list(STUDENT_DATA)}")
+        if learns_on_meta_data and self.meta is not None:
+            kept = len(self.train) - len(self.meta)  # the meta rows are the last of the labelled ones
+            pool = self.teacher_train
+            return pool.first(kept) if data == "labelled" else pool.hide_labels_after(kept)
         return self.train if data == "labelled" else self.transfer
+
+    def meta_rows_for(self, learns_on_meta_data: bool):
+        """What a method's meta step reads: the meta rows when the experiment has them, else (protocol v2) the
+        validation split; nothing for a method that does not learn on meta data."""
+        if not learns_on_meta_data:
+            return None
+        return self.meta if self.meta is not None else self.validation
 
 
 STUDENT_DATA = ("labelled", "transfer")
@@ -213,8 +231,14 @@ def prepare_data(config: ExperimentConfig) -> ExperimentData:
         labelled, transfer = pool, pool
     else:
         labelled, transfer = pool.first(config.n_labelled), pool.hide_labels_after(config.n_labelled)
+    meta = None
+    if config.meta_rows is not None:
+        if not 0 < config.meta_rows < len(labelled):
+            raise ValueError(f"meta_rows must lie in [1, {len(labelled) - 1}] (fewer than the students' "
+                             f"{len(labelled)} labelled rows, which it is carved from), got {config.meta_rows!r}")
+        meta = pool.rows_between(len(labelled) - config.meta_rows, len(labelled))
     return ExperimentData(teacher_train=pool, train=labelled, transfer=transfer, validation=splits["validation"],
-                          test=splits["test"], tokenizer=tokenizer, label_names=splits["train"].label_names)
+                          test=splits["test"], tokenizer=tokenizer, label_names=splits["train"].label_names, meta=meta)
 
 
 def build_model(config: ExperimentConfig, data: ExperimentData, role: str = "student", seed: int = 0):
@@ -331,7 +355,7 @@ def run_student(method_name: str, seed: int, config: ExperimentConfig, data: Exp
     the labels of all but the first ``n_labelled`` hidden, so only teacher-based terms read them).
     """
     method = make_method(method_name, **(method_kwargs or {}))
-    rows = data.student_rows(student_data)
+    rows = data.student_rows(student_data, method.learns_on_meta_data)
     if student_data == "transfer" and not method.needs_teacher:
         raise ValueError(f"method {method_name!r} has no teacher term: on the transfer set it would only see "
                          f"the labelled rows; train it with student_data='labelled'")
@@ -344,7 +368,8 @@ def run_student(method_name: str, seed: int, config: ExperimentConfig, data: Exp
     record = GramRecorder.for_method(method, data.validation, on_evaluate)
     result = train(student, method, rows, data.validation, student_train_config(config, seed, rows, progress),
                    teacher_cache=teacher_cache if method.needs_teacher else None,
-                   meta_data=data.validation, run_dir=run_dir, description=label or method_name,
+                   meta_data=data.meta_rows_for(method.learns_on_meta_data), run_dir=run_dir,
+                   description=label or method_name,
                    on_evaluate=record or on_evaluate)
     row = {"method": label or method_name, "seed": seed, "data": student_data,
            **split_metrics(result.model, data, eval_views),

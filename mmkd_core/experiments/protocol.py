@@ -113,6 +113,8 @@ class Protocol:
         knob_sweep: notebook 03's sweep of one benchmark knob (:class:`KnobSweep`).
         disjoint_splits: the shapes benchmark's validation and test rows share no scene with the pool or each other
             (:mod:`mmkd_core.data.shapes`, "Disjoint splits"); off in protocol v2, whose splits repeat some pool rows.
+        meta_rows: where MSD's meta-learned weights learn: ``None``, the validation split (protocol v2, not held
+            out); n, the last n of the students' labelled rows (:attr:`~.multimodal.ExperimentConfig.meta_rows`).
         workers: processes for independent runs; ``None``: one per core.
         bench_repeats: timed repeats of each ``make bench`` measurement (notebook 05).
     """
@@ -132,6 +134,7 @@ class Protocol:
     ce3_tasks: tuple[str, ...] = ("ve",)
     knob_sweep: KnobSweep = KnobSweep()
     disjoint_splits: bool = False
+    meta_rows: int | None = None
     workers: int | None = None
     bench_repeats: int = 10
     knob_study: KnobStudy = KnobStudy()
@@ -252,6 +255,7 @@ class Protocol:
         """The :class:`~.multimodal.ExperimentConfig` of one task under this protocol (``changes`` override
         any of its fields; ``None`` keeps the preset's)."""
         n_labelled = changes.pop("n_labelled", None)
+        changes.setdefault("meta_rows", self.meta_rows)  # None: the preset's (validation)
         if dataset == "shapes":
             dataset_options = self.shapes_options(dataset_options)
         return ExperimentConfig.preset(self.preset, task, dataset=dataset, data_root=data_root,

@@ -73,6 +73,7 @@ class Method:
     student_views: tuple[str, ...] = ("joint",)
     teacher_views: tuple[str, ...] = ()
     has_gram_term = False  # True: the student's G (gram_input, gram_temperature) is part of the loss
+    learns_on_meta_data = False  # True: setup() reads meta_data (a held-out labelled set), e.g. meta-learned weights
 
     @property
     def needs_teacher(self) -> bool:

@@ -56,6 +56,11 @@ class ModalitySpecificKD(Method):
             raise ValueError(f"method {self.name!r}: {error}") from None
         self.weight_log: list[dict[str, torch.Tensor]] = []
 
+    @property
+    def learns_on_meta_data(self) -> bool:
+        """The meta-learned weights learn on held-out labelled rows (the trainer's ``meta_data``)."""
+        return self.weighting == "meta"
+
     def describe(self):
         return {"name": self.name, **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)}}
 
