@@ -211,6 +211,8 @@ CLAIMS = [
     ("MSD + Gram", "KD (transfer set)", None),
     ("Gram", "CE×3 + KD (no Gram)", None),
     ("KD (transfer set)", "KD (transfer set, from-scratch teacher)", None),
+    ("KD (transfer set)", "teacher", None),  # how much of the teacher the student recovers (negative: the gap)
+    ("CE (all labels)", "CE (no teacher)", None),  # what every pool label would buy a student without a teacher
 ]
 DIGITS_CLAIMS_K = 10  # labels per class of notebook 01's headline comparison
 

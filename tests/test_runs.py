@@ -270,3 +270,24 @@ def test_meta_learning_on_held_out_labelled_rows_never_reads_validation(experime
     assert read == [data.validation]
     with pytest.raises(ValueError, match=r"meta_rows must lie in \[1, "):
         prepare_data(config.replace(meta_rows=len(data.train)))
+
+
+def test_warm_up_in_passes_over_the_runs_own_rows_and_the_all_labels_control(experiment):
+    """Protocol v3's warm-up: student_warmup_epochs passes over the run's rows (the labelled-only student's warm-up
+    no longer spans its whole run); and the control CE (all labels) trains on every pool row with its label."""
+    from mmkd_core.experiments import all_labels_control, student_train_config
+    from mmkd_core.training.trainer import lr_multiplier
+
+    config, data, cache = experiment
+    v2 = student_train_config(config, 0, data.train)
+    v3 = student_train_config(config.replace(student_warmup_epochs=2.0), 0, data.train)
+    assert v2.warmup_steps is None and v3.warmup_steps == 2  # 32 labelled rows at batch 32: 1 step a pass
+    factor = lr_multiplier(v3, 6)
+    assert [factor(step) for step in range(3)] == [0.5, 1.0, 1.0]
+    assert student_train_config(config.replace(student_warmup_epochs=2.0), 0, data.transfer).warmup_steps == 6
+    rows = data.student_rows("all_labels")
+    assert rows is data.teacher_train and bool((rows.tensors["labels"] >= 0).all())
+    [row] = runs.run_grid([all_labels_control()], [0], config, data, cache, workers=1)
+    assert row["method"] == "CE (all labels)" and row["data"] == "all_labels"
+    with pytest.raises(ValueError, match="unknown student data 'pool'; accepted: \\['labelled', 'transfer', 'all_labels'\\]"):
+        data.student_rows("pool")

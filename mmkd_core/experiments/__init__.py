@@ -13,10 +13,11 @@ from .multimodal import (PRESETS, STUDENT_DATA, TASK_TEACHER_SETTINGS, Experimen
                          add_throughput, build_model, checkpoint_dir, get_teacher, get_teacher_cache,
                          inference_throughput, prepare_data, run_student, runs_dir, setup, slug, split_metrics,
                          student_train_config, teacher_checkpoint_exists, teacher_row, trained_models)
-from .protocol import (CE_LABEL, KD_LABELLED_LABEL, KD_TRANSFER_LABEL, KnobStudy, LabelEfficiencyStudy,
-                       PretrainingCurve, Protocol, baseline_specs, open_experiment)
+from .protocol import (CE_ALL_LABELS_LABEL, CE_LABEL, KD_LABELLED_LABEL, KD_TRANSFER_LABEL, KnobStudy,
+                       LabelEfficiencyStudy, PretrainingCurve, Protocol, all_labels_control, baseline_specs,
+                       open_experiment)
 
-__all__ = ["CE_LABEL", "KD_LABELLED_LABEL", "KD_TRANSFER_LABEL", "PRESETS", "STUDENT_DATA", "TASK_TEACHER_SETTINGS",
+__all__ = ["CE_ALL_LABELS_LABEL", "all_labels_control", "CE_LABEL", "KD_LABELLED_LABEL", "KD_TRANSFER_LABEL", "PRESETS", "STUDENT_DATA", "TASK_TEACHER_SETTINGS",
            "add_throughput", "baseline_specs", "build_model", "checkpoint_dir", "Experiment", "ExperimentConfig",
            "ExperimentData", "get_teacher", "get_teacher_cache", "inference_throughput", "KnobStudy",
            "LabelEfficiencyStudy", "open_experiment", "prepare_data", "PretrainingCurve", "Protocol", "run_student",

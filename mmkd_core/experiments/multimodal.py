@@ -45,7 +45,8 @@ BINARY_PRIMARY = "auroc"
 
 STUDENT_FIELDS = ("student_preset", "student_overrides", "student_lr", "student_batch_size", "student_max_steps",
                   "student_eval_every", "student_patience", "student_min_improvement", "student_min_epochs",
-                  "n_labelled", "report_to", "compile_backend", "student_precision", "meta_rows")
+                  "n_labelled", "report_to", "compile_backend", "student_precision", "meta_rows",
+                  "student_warmup_epochs")
 
 
 @dataclasses.dataclass
@@ -90,6 +91,10 @@ class ExperimentConfig:
     # ve) that the other seeds leave after 400-900 steps. Counted in epochs, not steps, so a student of the 300
     # labelled rows (3 steps an epoch) is not held for 800 steps of overfitting after its best validation.
     student_min_epochs: float = 17.0
+    # The students' learning-rate warm-up. None: 10% of the step cap (300 of 3,000 steps, protocol v2: a student of the
+    # 300 labelled rows, 3 steps an epoch, then stops inside its warm-up). x: x passes over the run's own training rows,
+    # so the warm-up scales with what the run reads, like student_min_epochs (protocol v3).
+    student_warmup_epochs: float | None = None
     teacher_seed: int = 1234
     # The teacher's unimodal predictions (what MSD and Gram distil) must be trained, not
     # out-of-distribution guesses: "ce_modality_dropout" sees each sample through a random view
@@ -195,10 +200,16 @@ class ExperimentData:
         return len(self.label_names)
 
     def student_rows(self, data: str, learns_on_meta_data: bool = False):
-        """``"labelled"`` or ``"transfer"``: what a student trains on. A method that learns on meta data
-        (``learns_on_meta_data``) trains without the :attr:`meta` rows' labels when there are meta rows."""
+        """``"labelled"``, ``"transfer"`` or ``"all_labels"`` (:data:`STUDENT_DATA`): what a student trains on. A
+        method that learns on meta data (``learns_on_meta_data``) trains without the :attr:`meta` rows' labels when
+        there are meta rows."""
         if data not in STUDENT_DATA:
             raise ValueError(f"unknown student data {data!r}; accepted: {list(STUDENT_DATA)}")
+        if data == "all_labels":
+            if learns_on_meta_data and self.meta is not None:
+                raise ValueError("student data 'all_labels' trains on every pool label, the meta rows' too: a method "
+                                 "that learns on meta rows cannot hold them out there; use 'labelled' or 'transfer'")
+            return self.teacher_train
         if learns_on_meta_data and self.meta is not None:
             kept = len(self.train) - len(self.meta)  # the meta rows are the last of the labelled ones
             pool = self.teacher_train
@@ -213,7 +224,9 @@ class ExperimentData:
         return self.meta if self.meta is not None else self.validation
 
 
-STUDENT_DATA = ("labelled", "transfer")
+STUDENT_DATA = ("labelled", "transfer", "all_labels")
+"""What a student may train on: its labelled rows; the transfer set (every pool row, labels hidden after the
+labelled ones); or every pool row with its label (the control "CE (all labels)": what the labels alone would buy)."""
 
 
 def prepare_data(config: ExperimentConfig) -> ExperimentData:
@@ -336,9 +349,11 @@ def student_train_config(config: ExperimentConfig, seed: int, rows, progress: bo
     over them, with the trainer's own batches-per-pass)."""
     batch_size = config.student_batch_size or config.batch_size
     min_steps = math.ceil(config.student_min_epochs * num_batches(rows, batch_size))
+    warmup_steps = (None if config.student_warmup_epochs is None
+                    else max(1, math.ceil(config.student_warmup_epochs * num_batches(rows, batch_size))))
     return TrainConfig(epochs=10**6, max_steps=config.student_max_steps, eval_every=config.student_eval_every,
                        patience=config.student_patience, min_improvement=config.student_min_improvement,
-                       min_steps=min_steps, batch_size=batch_size,
+                       min_steps=min_steps, batch_size=batch_size, warmup_steps=warmup_steps,
                        lr=config.student_lr, seed=seed, checkpoint_rule=config.checkpoint_rule,
                        schedule=config.schedule, progress=progress, report_to=config.report_to,
                        compile_backend=config.compile_backend, precision=config.student_precision)

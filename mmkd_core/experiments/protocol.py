@@ -115,6 +115,8 @@ class Protocol:
             (:mod:`mmkd_core.data.shapes`, "Disjoint splits"); off in protocol v2, whose splits repeat some pool rows.
         meta_rows: where MSD's meta-learned weights learn: ``None``, the validation split (protocol v2, not held
             out); n, the last n of the students' labelled rows (:attr:`~.multimodal.ExperimentConfig.meta_rows`).
+        student_warmup_epochs: the students' warm-up in passes over their own rows; ``None``: 10% of the step cap
+            (protocol v2, :attr:`~.multimodal.ExperimentConfig.student_warmup_epochs`).
         workers: processes for independent runs; ``None``: one per core.
         bench_repeats: timed repeats of each ``make bench`` measurement (notebook 05).
     """
@@ -135,6 +137,7 @@ class Protocol:
     knob_sweep: KnobSweep = KnobSweep()
     disjoint_splits: bool = False
     meta_rows: int | None = None
+    student_warmup_epochs: float | None = None
     workers: int | None = None
     bench_repeats: int = 10
     knob_study: KnobStudy = KnobStudy()
@@ -256,6 +259,7 @@ class Protocol:
         any of its fields; ``None`` keeps the preset's)."""
         n_labelled = changes.pop("n_labelled", None)
         changes.setdefault("meta_rows", self.meta_rows)  # None: the preset's (validation)
+        changes.setdefault("student_warmup_epochs", self.student_warmup_epochs)  # None: the preset's (10% of the cap)
         if dataset == "shapes":
             dataset_options = self.shapes_options(dataset_options)
         return ExperimentConfig.preset(self.preset, task, dataset=dataset, data_root=data_root,
@@ -276,6 +280,15 @@ def open_experiment(protocol: Protocol, task: str = "ve", dataset: str = "shapes
 CE_LABEL = "CE (no teacher)"
 KD_LABELLED_LABEL = "KD (labelled rows only)"
 KD_TRANSFER_LABEL = "KD (transfer set)"
+
+
+CE_ALL_LABELS_LABEL = "CE (all labels)"
+
+
+def all_labels_control() -> dict:
+    """The control of protocol v3: CE on every pool row with its label (what the labels alone would buy), as a
+    :func:`mmkd_core.runs.run_grid` spec."""
+    return {"label": CE_ALL_LABELS_LABEL, "method": "ce", "data": "all_labels"}
 
 
 def baseline_specs(kd_kwargs: dict) -> list[dict]:

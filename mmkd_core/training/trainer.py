@@ -62,6 +62,9 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1  # share of the step cap spent warming the learning rate up from 0
+    # the warm-up's length in steps, when set (then warmup_ratio is not read): a run sized by its own expected length
+    # rather than by its cap (see ExperimentConfig.student_warmup_epochs)
+    warmup_steps: int | None = None
     schedule: str = "linear"  # after warm-up: "linear" or "cosine" decay to 0 at the cap, or "constant"
     max_grad_norm: float | None = 1.0  # gradient clipping (0 or None: off)
     seed: int = 0
@@ -100,7 +103,7 @@ class TrainConfig:
             raise ValueError(f"unknown schedule {self.schedule!r}; accepted: {list(SCHEDULES)}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"epochs and batch_size must be >= 1 (got {self.epochs}, {self.batch_size})")
-        for name in ("max_steps", "eval_every", "patience"):
+        for name in ("max_steps", "eval_every", "patience", "warmup_steps"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name} must be None or an integer >= 1, got {value!r}")
@@ -238,19 +241,21 @@ def lr_multiplier(config: TrainConfig, total_steps: int) -> Callable[[int], floa
     ``"linear"`` / ``"constant"``: warm-up over ``max(1, floor(warmup_ratio · total_steps))`` steps, then a
     linear decay to 0 at ``total_steps`` or a constant 1. ``"cosine"``: warm-up over
     ``round(warmup_ratio · total_steps)`` steps (at least 1; none when ``warmup_ratio`` is 0), then a cosine
-    from 1 to 0 at ``total_steps``. The two warm-up lengths are kept apart so that every recorded run
+    from 1 to 0 at ``total_steps``. ``config.warmup_steps``, when set, is the warm-up's length in either case.
+    The two warm-up lengths are kept apart so that every recorded run
     (the trainer's and notebook 01's) keeps its learning rates exactly.
     """
     if config.schedule == "cosine":
-        return _warmup_cosine(total_steps, config.warmup_ratio)
-    warmup = max(1, int(config.warmup_ratio * total_steps))
+        return _warmup_cosine(total_steps, config.warmup_ratio, config.warmup_steps)
+    warmup = config.warmup_steps or max(1, int(config.warmup_ratio * total_steps))
     if config.schedule == "constant":
         return lambda step: min(1.0, (step + 1) / warmup)
     return lambda step: min((step + 1) / warmup, max(0.0, (total_steps - step) / max(1, total_steps - warmup)))
 
 
-def _warmup_cosine(total_steps: int, warmup_ratio: float) -> Callable[[int], float]:
-    warmup_steps = max(1, int(round(warmup_ratio * total_steps))) if warmup_ratio > 0 else 0
+def _warmup_cosine(total_steps: int, warmup_ratio: float, warmup_steps: int | None = None) -> Callable[[int], float]:
+    if warmup_steps is None:
+        warmup_steps = max(1, int(round(warmup_ratio * total_steps))) if warmup_ratio > 0 else 0
 
     def factor(step: int) -> float:
         if step < warmup_steps:
