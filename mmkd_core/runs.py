@@ -24,6 +24,7 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -32,13 +33,14 @@ import traceback
 from pathlib import Path
 from typing import Any, Iterable
 
+import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
 from .data import default_data_dir
-from .experiments import (ExperimentConfig, ExperimentData, pretrained_teacher, run_student, setup, slug,
-                          teacher_checkpoint_exists)
+from .experiments import (STUDENT_FIELDS, ExperimentConfig, ExperimentData, pretrained_teacher, run_student, setup,
+                          slug, teacher_checkpoint_exists)
 from .models.multimodal import MultimodalClassifier
 from .parallel import default_workers, parallel_map, process_pool, stop_pool, submit_all
 from .sources import imported_modules, module_files
@@ -126,14 +128,26 @@ class RunSpec:
     seed: int
     kwargs: dict = dataclasses.field(default_factory=dict)
     data: str = "labelled"
+    config: dict = dataclasses.field(default_factory=dict)  # the student's ExperimentConfig fields for this run
 
     @classmethod
     def from_dict(cls, spec: dict, seed: int) -> "RunSpec":
-        unknown = set(spec) - {"label", "method", "kwargs", "data", "seeds"}
+        unknown = set(spec) - {"label", "method", "kwargs", "data", "seeds", "config"}
         if unknown or "label" not in spec or "method" not in spec:
-            raise ValueError(f"a run spec is a dict with 'label', 'method' and optional 'kwargs', 'data', 'seeds'; "
-                             f"got keys {sorted(spec)}")
-        return cls(spec["label"], spec["method"], seed, dict(spec.get("kwargs") or {}), spec.get("data", "labelled"))
+            raise ValueError(f"a run spec is a dict with 'label', 'method' and optional 'kwargs', 'data', 'seeds', "
+                             f"'config'; got keys {sorted(spec)}")
+        changes = dict(spec.get("config") or {})
+        teacher_fields = sorted(set(changes) - set(STUDENT_FIELDS))
+        if teacher_fields:
+            raise ValueError(f"run spec {spec['label']!r}: 'config' may change the student's ExperimentConfig fields "
+                             f"{sorted(STUDENT_FIELDS)}, not {teacher_fields} (those define the teacher: open another "
+                             f"experiment)")
+        return cls(spec["label"], spec["method"], seed, dict(spec.get("kwargs") or {}), spec.get("data", "labelled"),
+                   changes)
+
+    def experiment_config(self, config: ExperimentConfig) -> ExperimentConfig:
+        """The experiment's configuration with this run's own student settings (``config`` of its spec)."""
+        return config.replace(**self.config) if self.config else config
 
 
 def rows_key(rows) -> str:
@@ -157,6 +171,7 @@ def run_key(spec: RunSpec, config: ExperimentConfig, teacher_cache: TeacherCache
             eval_views: Iterable[str] = ("joint",)) -> str:
     """The run cache's key: everything that defines what the run computes, never its display label."""
     method = make_method(spec.method, **spec.kwargs)  # normalised: defaults filled in, bad kwargs rejected here
+    config = spec.experiment_config(config)
     # "native" precision means bf16 on one machine and float32 on another: key the run on what it resolves to
     settings = dataclasses.asdict(config)
     settings["student_precision"] = resolve_precision(config.student_precision, uses_cpu())
@@ -218,7 +233,8 @@ def _train_one(spec: RunSpec, config: ExperimentConfig, data: ExperimentData, te
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        row = run_student(spec.method, spec.seed, config, data, teacher_cache, method_kwargs=spec.kwargs,
+        row = run_student(spec.method, spec.seed, spec.experiment_config(config), data, teacher_cache,
+                          method_kwargs=spec.kwargs,
                           label=spec.label, keep_model=True, eval_views=eval_views, student_data=spec.data,
                           run_dir=None if run_root is None else Path(run_root) / slug(spec.label) / f"seed{spec.seed}")
     finally:
@@ -372,6 +388,105 @@ def tune_kd(config: ExperimentConfig, data: ExperimentData, teacher_cache: Teach
                       "data": "transfer"} for c in candidates], [seed], config, data, teacher_cache,
                     desc="KD: T × α on validation", workers=workers)
     return choose_on_validation(candidates, rows)
+
+
+CONFIG_AXIS = "config."
+"""Prefix of a tuning axis that is a student field of ExperimentConfig (``"config.student_lr"``), not a method
+argument."""
+
+
+def _cell_spec(base: dict, cell: dict) -> dict:
+    kwargs = {**(base.get("kwargs") or {}), **{k: v for k, v in cell.items() if not k.startswith(CONFIG_AXIS)}}
+    config = {**(base.get("config") or {}),
+              **{k.removeprefix(CONFIG_AXIS): v for k, v in cell.items() if k.startswith(CONFIG_AXIS)}}
+    shown = ", ".join(f"{k.removeprefix(CONFIG_AXIS)}={v:g}" if isinstance(v, float) else
+                      f"{k.removeprefix(CONFIG_AXIS)}={v}" for k, v in cell.items())
+    return {**{k: v for k, v in base.items() if k != "seeds"}, "label": f"{base['label']} [{shown}]",
+            "kwargs": kwargs, "config": config}
+
+
+def _beyond_edge(values: list, chosen) -> float | None:
+    """The value one step past ``chosen`` when it is the edge of the numeric ``values`` (geometric for positive
+    values, else arithmetic), or None when it is inside the grid or the axis is not numeric."""
+    if len(values) < 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return None
+    ordered = sorted(values)
+    if chosen not in (ordered[0], ordered[-1]):
+        return None
+    edge, neighbour = (ordered[-1], ordered[-2]) if chosen == ordered[-1] else (ordered[0], ordered[1])
+    if edge > 0 and neighbour > 0:
+        return float(edge * (edge / neighbour))
+    return float(edge + (edge - neighbour))
+
+
+def tune(base: dict, grid: dict[str, Iterable], config: ExperimentConfig, data: ExperimentData,
+         teacher_cache: TeacherCache | None, seeds: Iterable[int], metric: str = "validation/accuracy",
+         extend_edges: bool = True, workers: int | None = None, desc: str | None = None) -> tuple[dict, pd.DataFrame]:
+    """One method's hyperparameters chosen on validation, the same way for every method (protocol v3).
+
+    ``base`` is a :func:`run_grid` spec (label, method, kwargs, data); ``grid`` maps each axis to its values: a
+    method argument (``"temperature"``) or, prefixed ``config.``, a student field of the experiment
+    (``"config.student_lr"``). Every cell (the product of the axes) trains on every one of ``seeds`` (the tuning
+    seeds, apart from the evaluation seeds); the cell with the best mean ``metric`` wins (ties: the earlier cell).
+    With ``extend_edges``, a numeric axis whose chosen value is an edge of its grid is extended once, one step
+    beyond that edge (× the edge's ratio to its neighbour), and the choice is made again over every cell; a value
+    the method refuses (e.g. α > 1) is not tried. Returns the chosen cell (axis → value) and the table of every cell:
+    its values, mean and per-seed metric, whether it came from an extension, and which was chosen.
+    """
+    from .results import choose_on_validation
+
+    axes = {axis: list(values) for axis, values in grid.items()}
+    if not axes or not all(axes.values()):
+        raise ValueError(f"tune: every axis needs at least one value; got {axes}")
+    seeds = list(seeds)
+    extended: set[tuple] = set()
+
+    def cells_of(values_per_axis: dict[str, list]) -> list[dict]:
+        return [dict(zip(values_per_axis, values)) for values in itertools.product(*values_per_axis.values())]
+
+    def evaluate(cells: list[dict]) -> list[dict]:
+        rows = run_grid([_cell_spec(base, cell) for cell in cells], seeds, config, data, teacher_cache,
+                        desc=desc or f"{base['label']}: tuning on validation", workers=workers)
+        measured = []
+        for i, cell in enumerate(cells):  # run_grid returns spec x seed order
+            per_seed = {seed: row[metric] for seed, row in zip(seeds, rows[i * len(seeds):(i + 1) * len(seeds)])}
+            measured.append({**cell, f"{metric} (mean)": float(np.mean(list(per_seed.values()))), "seeds": len(seeds),
+                             **{f"{metric} (seed {seed})": value for seed, value in per_seed.items()}})
+        return measured
+
+    measured = evaluate(cells_of(axes))
+    chosen, _ = choose_on_validation([{a: m[a] for a in axes} for m in measured], measured, f"{metric} (mean)")
+    if extend_edges:
+        grown = dict(axes)
+        for axis, values in axes.items():
+            beyond = _beyond_edge(values, chosen[axis])
+            if beyond is None:
+                continue
+            try:
+                _check_cell(base, {**chosen, axis: beyond})
+            except ValueError:
+                continue  # the method does not accept it: the edge stays the edge
+            grown[axis] = values + [beyond]
+            extended.add((axis, beyond))
+        if extended:
+            known = [{a: m[a] for a in axes} for m in measured]
+            new_cells = [c for c in cells_of(grown) if c not in known]
+            measured += evaluate(new_cells)
+            chosen, _ = choose_on_validation([{a: m[a] for a in grown} for m in measured], measured,
+                                             f"{metric} (mean)")
+    table = pd.DataFrame(measured)
+    table["from the edge extension"] = [any((axis, row[axis]) in extended for axis in axes) for row in measured]
+    table["chosen"] = [all(row[axis] == chosen[axis] for axis in axes) for row in measured]
+    return chosen, table
+
+
+def _check_cell(base: dict, cell: dict) -> None:
+    """Raise ValueError when the method (or the experiment) refuses this cell's values."""
+    spec = _cell_spec(base, cell)
+    make_method(spec["method"], **spec["kwargs"])
+    if spec["config"]:
+        ExperimentConfig(**{**{f.name: f.default for f in dataclasses.fields(ExperimentConfig)
+                               if f.default is not dataclasses.MISSING}, **spec["config"]})
 
 
 def _teacher_setting(entry: dict) -> tuple[ExperimentConfig, dict | None]:

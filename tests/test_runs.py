@@ -291,3 +291,46 @@ def test_warm_up_in_passes_over_the_runs_own_rows_and_the_all_labels_control(exp
     assert row["method"] == "CE (all labels)" and row["data"] == "all_labels"
     with pytest.raises(ValueError, match="unknown student data 'pool'; accepted: \\['labelled', 'transfer', 'all_labels'\\]"):
         data.student_rows("pool")
+
+
+def test_tune_chooses_the_best_mean_over_tuning_seeds_and_extends_an_edge_once(experiment, monkeypatch):
+    """The one tuning protocol: every cell on every tuning seed, the best mean wins, a numeric choice on the grid's
+    edge is extended once beyond it (geometrically), a value the method refuses is not tried."""
+    config, data, cache = experiment
+    trained = []
+
+    def fake_grid(specs, seeds, *args, **kwargs):  # validation accuracy peaks at T = 8, lr 2e-3; seed 1 adds noise
+        rows = []
+        for spec in specs:
+            trained.append(spec)
+            t, lr = spec["kwargs"].get("temperature", 4.0), spec["config"].get("student_lr", 2e-3)
+            alpha = spec["kwargs"].get("alpha", 0.5)
+            rows += [{"validation/accuracy": 0.5 + 0.01 * min(t, 8) - abs(lr - 2e-3) * 10 + 0.001 * seed + 0.01 * alpha}
+                     for seed in seeds]
+        return rows
+
+    monkeypatch.setattr(runs, "run_grid", fake_grid)
+    base = {"label": "KD", "method": "kd", "kwargs": {"alpha": 0.5}, "data": "transfer"}
+    chosen, table = runs.tune(base, {"temperature": [1.0, 2.0], "config.student_lr": [1e-3, 2e-3]}, config, data,
+                              cache, seeds=[100, 101])
+    # T = 2 is the upper edge: 4 is tried (x 2), chosen, and not extended again; lr 2e-3 (an edge) is extended to 4e-3
+    assert chosen == {"temperature": 4.0, "config.student_lr": 2e-3}
+    assert sorted(table["temperature"].unique()) == [1.0, 2.0, 4.0]
+    assert sorted(table["config.student_lr"].unique()) == pytest.approx([1e-3, 2e-3, 4e-3])
+    assert len(table) == 9 and int(table["chosen"].sum()) == 1 and table["from the edge extension"].sum() == 5
+    assert set(table.columns) >= {"validation/accuracy (mean)", "validation/accuracy (seed 100)", "seeds"}
+    assert trained[0]["label"] == "KD [temperature=1, student_lr=0.001]" and trained[0]["config"] == {"student_lr": 1e-3}
+    # an edge the method refuses stays the edge: alpha = 1 is chosen and cannot pass 1
+    chosen, table = runs.tune({"label": "KD", "method": "kd", "data": "transfer"}, {"alpha": [0.5, 1.0]}, config,
+                              data, cache, seeds=[100])
+    assert chosen == {"alpha": 1.0} and sorted(table["alpha"]) == [0.5, 1.0]
+
+
+def test_a_spec_may_change_the_students_settings_but_not_the_teachers(experiment):
+    config, data, cache = experiment
+    [row] = runs.run_grid([{"label": "CE lr", "method": "ce", "config": {"student_lr": 1e-2}}], [0], config, data,
+                          cache, workers=1)
+    [default] = runs.run_grid([{"label": "CE", "method": "ce"}], [0], config, data, cache, workers=1)
+    assert row["step_log"]["lr"].max() > default["step_log"]["lr"].max()
+    with pytest.raises(ValueError, match="'config' may change the student's ExperimentConfig fields"):
+        runs.run_grid([{"label": "bad", "method": "ce", "config": {"teacher_lr": 1.0}}], [0], config, data, cache)
