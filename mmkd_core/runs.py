@@ -361,6 +361,26 @@ def run_grid(specs: list[dict], seeds: Iterable[int], config: ExperimentConfig, 
     return results
 
 
+def run_grid_over_teachers(specs: list[dict], seeds: Iterable[int], experiments: list, **options) -> list[dict]:
+    """:func:`run_grid` where student seed s distils teacher ``s mod len(experiments)`` (experiments of one task that
+    differ only in the teacher's seed, :func:`mmkd_core.experiments.open_experiments`): a claim then averages over
+    teachers as well as student seeds. Rows come back in spec × seed order, each with its ``teacher_seed``."""
+    seeds = list(seeds)
+    if not experiments:
+        raise ValueError("run_grid_over_teachers needs at least one experiment (one per teacher)")
+    rows: dict[tuple[str, int], dict] = {}
+    for i, experiment in enumerate(experiments):
+        mine = [seed for seed in seeds if seed % len(experiments) == i]
+        if not mine:
+            continue
+        own = [{**spec, "seeds": [s for s in spec.get("seeds", seeds) if s % len(experiments) == i]} for spec in specs]
+        own = [spec for spec in own if spec["seeds"]]
+        for row in run_grid(own, mine, experiment.config, experiment.data, experiment.cache, **options):
+            rows[(row["method"], row["seed"])] = {**row, "teacher_seed": experiment.config.teacher_seed}
+    return [rows[(spec["label"], seed)] for spec in specs for seed in spec.get("seeds", seeds)
+            if (spec["label"], seed) in rows]
+
+
 def expected_cost(run: RunSpec, data: ExperimentData) -> float:
     """A run's relative cost, for ordering a grid: training rows (the step floor and early stopping scale with
     them) × the student's views (a three-view step costs ~1.5× a joint one) × 1.5 for meta-learned weights."""

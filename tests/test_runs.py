@@ -334,3 +334,24 @@ def test_a_spec_may_change_the_students_settings_but_not_the_teachers(experiment
     assert row["step_log"]["lr"].max() > default["step_log"]["lr"].max()
     with pytest.raises(ValueError, match="'config' may change the student's ExperimentConfig fields"):
         runs.run_grid([{"label": "bad", "method": "ce", "config": {"teacher_lr": 1.0}}], [0], config, data, cache)
+
+
+def test_student_seed_s_distils_teacher_s_mod_the_number_of_teachers(experiment):
+    """Protocol v3's several teachers: seeds 0 and 2 distil the first teacher, seed 1 the second, rows in spec x seed
+    order with their teacher's seed; a run equals the same run of a one-teacher grid (the cache serves it)."""
+    from mmkd_core.experiments import Experiment, get_teacher, get_teacher_cache
+
+    config, data, cache = experiment
+    other_config = config.replace(teacher_seed=config.teacher_seed + 1)
+    other_teacher, info = get_teacher(other_config, data, progress=False)
+    first = Experiment(config, data, None, {}, cache)
+    second = Experiment(other_config, data, other_teacher, info, get_teacher_cache(other_teacher, data, other_config))
+    rows = runs.run_grid_over_teachers(SPECS, [0, 1, 2], [first, second], workers=1)
+    assert [(r["method"], r["seed"], r["teacher_seed"]) for r in rows] == [
+        (spec["label"], seed, config.teacher_seed + (seed % 2)) for spec in SPECS for seed in (0, 1, 2)]
+    alone = runs.run_grid(SPECS, [0], config, data, cache, workers=1)
+    assert _metrics(alone) == _metrics([r for r in rows if r["seed"] == 0])
+    assert second.cache.teacher_key != cache.teacher_key
+    from mmkd_core.experiments import Protocol
+    assert Protocol.named("fast", teacher_seeds=(1, 2, 3)).teacher_seeds_for("nlvr") == (None,)
+    assert Protocol.named("fast", teacher_seeds=(1, 2, 3)).teacher_seeds_for("ve") == (1, 2, 3)

@@ -15,7 +15,7 @@ from .multimodal import (PRESETS, STUDENT_DATA, STUDENT_FIELDS, TASK_TEACHER_SET
                          student_train_config, teacher_checkpoint_exists, teacher_row, trained_models)
 from .protocol import (CE_ALL_LABELS_LABEL, CE_LABEL, KD_LABELLED_LABEL, KD_TRANSFER_LABEL, KnobStudy,
                        LabelEfficiencyStudy, PretrainingCurve, Protocol, all_labels_control, baseline_specs,
-                       open_experiment)
+                       open_experiment, open_experiments)
 
 __all__ = ["CE_ALL_LABELS_LABEL", "CE_LABEL", "KD_LABELLED_LABEL", "KD_TRANSFER_LABEL", "PRESETS", "STUDENT_DATA",
            "STUDENT_FIELDS", "TASK_TEACHER_SETTINGS", "add_throughput", "all_labels_control", "baseline_specs",

@@ -117,6 +117,9 @@ class Protocol:
             out); n, the last n of the students' labelled rows (:attr:`~.multimodal.ExperimentConfig.meta_rows`).
         student_warmup_epochs: the students' warm-up in passes over their own rows; ``None``: 10% of the step cap
             (protocol v2, :attr:`~.multimodal.ExperimentConfig.student_warmup_epochs`).
+        teacher_seeds, teacher_seed_tasks: on these tasks, one teacher per seed (protocol v3: three on ve), and
+            student seed s distils teacher s mod their number, so a claim averages over teachers as well as
+            students; empty: one teacher (the preset's seed) everywhere, as in protocol v2.
         workers: processes for independent runs; ``None``: one per core.
         bench_repeats: timed repeats of each ``make bench`` measurement (notebook 05).
     """
@@ -138,6 +141,8 @@ class Protocol:
     disjoint_splits: bool = False
     meta_rows: int | None = None
     student_warmup_epochs: float | None = None
+    teacher_seeds: tuple[int, ...] = ()
+    teacher_seed_tasks: tuple[str, ...] = ("ve",)
     workers: int | None = None
     bench_repeats: int = 10
     knob_study: KnobStudy = KnobStudy()
@@ -241,12 +246,19 @@ class Protocol:
             return {"preset": self.preset, "task": task, **({"dataset_options": options} if options else {})}
 
         entries = [entry(task) for task in self.tasks]
+        entries += [{**entry(task), "teacher_seed": seed} for task in self.tasks
+                    for seed in self.teacher_seeds_for(task) if seed is not None
+                    and seed != self.experiment_config(task).teacher_seed]  # the preset's seed is the entry above
         entries += [entry(self.main_task, **{self.knob_sweep.knob: value}) for value in self.knob_sweep.other_values()]
         pool = self.experiment_config(self.main_task).dataset_options["n_train"]
         entries += [entry(self.main_task, n_train=n) for n in self.pretraining.label_counts if n != pool]
         entries.append({**entry(self.main_task), "two_tower": {"input_size": self.pretraining.input_size,
                                                              "label_counts": list(self.pretraining.label_counts)}})
         return entries
+
+    def teacher_seeds_for(self, task: str) -> tuple[int | None, ...]:
+        """The seeds of the task's teachers; ``(None,)``: the one teacher of the preset's seed."""
+        return self.teacher_seeds if (self.teacher_seeds and task in self.teacher_seed_tasks) else (None,)
 
     def shapes_options(self, options: dict | None = None) -> dict:
         """The shapes benchmark's options under this protocol: ``options`` plus the protocol's own
@@ -275,6 +287,13 @@ def open_experiment(protocol: Protocol, task: str = "ve", dataset: str = "shapes
     config = protocol.experiment_config(task, dataset=dataset, data_root=data_root,
                                         dataset_options=dataset_options, **changes)
     return setup(config, progress=progress)
+
+
+def open_experiments(protocol: Protocol, task: str = "ve", **options) -> list[Experiment]:
+    """One :func:`open_experiment` per teacher of the task (:meth:`Protocol.teacher_seeds_for`), in seed order;
+    :func:`mmkd_core.runs.run_grid_over_teachers` gives student seed s the teacher s mod their number."""
+    return [open_experiment(protocol, task, **options, **({} if seed is None else {"teacher_seed": seed}))
+            for seed in protocol.teacher_seeds_for(task)]
 
 
 CE_LABEL = "CE (no teacher)"
