@@ -156,3 +156,12 @@ def test_meta_rows_reach_the_experiment_config_and_not_the_teacher():
     assert protocol.experiment_config("ve").meta_rows == 60
     assert protocol.experiment_config("ve").key() == Protocol.embedded().experiment_config("ve").key()  # same teacher
     assert Protocol.embedded().experiment_config("ve").meta_rows is None
+
+
+def test_task_options_take_one_variant_off_its_ceiling_everywhere_it_is_opened():
+    protocol = Protocol.named("embedded", task_options={"memes": {"label_noise": 0.2}})
+    assert protocol.experiment_config("memes").dataset_options["label_noise"] == 0.2
+    assert "label_noise" not in protocol.experiment_config("ve").dataset_options
+    assert {"preset": "embedded", "task": "memes", "dataset_options": {"label_noise": 0.2}} in protocol.teachers()
+    # a notebook's own dataset_options win over the protocol's
+    assert protocol.experiment_config("memes", dataset_options={"label_noise": 0.0}).dataset_options["label_noise"] == 0

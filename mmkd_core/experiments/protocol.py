@@ -120,6 +120,8 @@ class Protocol:
         teacher_seeds, teacher_seed_tasks: on these tasks, one teacher per seed (protocol v3: three on ve), and
             student seed s distils teacher s mod their number, so a claim averages over teachers as well as
             students; empty: one teacher (the preset's seed) everywhere, as in protocol v2.
+        task_options: shapes options of one task (task → options), e.g. ``{"memes": {"label_noise": 0.2}}`` to take
+            a benchmark variant off its ceiling (protocol v3); a notebook's own ``dataset_options`` win over them.
         workers: processes for independent runs; ``None``: one per core.
         bench_repeats: timed repeats of each ``make bench`` measurement (notebook 05).
     """
@@ -143,6 +145,7 @@ class Protocol:
     student_warmup_epochs: float | None = None
     teacher_seeds: tuple[int, ...] = ()
     teacher_seed_tasks: tuple[str, ...] = ("ve",)
+    task_options: dict = dataclasses.field(default_factory=dict)
     workers: int | None = None
     bench_repeats: int = 10
     knob_study: KnobStudy = KnobStudy()
@@ -242,7 +245,7 @@ class Protocol:
         of the pool) and the pretrained two-tower teacher. Derived, never typed, so the phase prepares exactly
         what the notebooks then load."""
         def entry(task: str, **options) -> dict:
-            options = self.shapes_options(options)
+            options = self.shapes_options(options, task)
             return {"preset": self.preset, "task": task, **({"dataset_options": options} if options else {})}
 
         entries = [entry(task) for task in self.tasks]
@@ -260,10 +263,12 @@ class Protocol:
         """The seeds of the task's teachers; ``(None,)``: the one teacher of the preset's seed."""
         return self.teacher_seeds if (self.teacher_seeds and task in self.teacher_seed_tasks) else (None,)
 
-    def shapes_options(self, options: dict | None = None) -> dict:
-        """The shapes benchmark's options under this protocol: ``options`` plus the protocol's own
-        (``disjoint_splits`` when on)."""
-        return {**(options or {}), **({"disjoint_splits": True} if self.disjoint_splits else {})}
+    def shapes_options(self, options: dict | None = None, task: str | None = None) -> dict:
+        """The shapes benchmark's options under this protocol for ``task`` (None: the task in ``options``):
+        the protocol's own (``disjoint_splits`` when on, then ``task_options``), then ``options``."""
+        task = task or (options or {}).get("task")
+        own = {**({"disjoint_splits": True} if self.disjoint_splits else {}), **self.task_options.get(task, {})}
+        return {**own, **(options or {})}
 
     def experiment_config(self, task: str = "ve", dataset: str = "shapes", data_root: str | None = None,
                           dataset_options: dict | None = None, **changes) -> ExperimentConfig:
@@ -273,7 +278,7 @@ class Protocol:
         changes.setdefault("meta_rows", self.meta_rows)  # None: the preset's (validation)
         changes.setdefault("student_warmup_epochs", self.student_warmup_epochs)  # None: the preset's (10% of the cap)
         if dataset == "shapes":
-            dataset_options = self.shapes_options(dataset_options)
+            dataset_options = self.shapes_options(dataset_options, task)
         return ExperimentConfig.preset(self.preset, task, dataset=dataset, data_root=data_root,
                                        dataset_options=dataset_options,
                                        n_labelled=self.n_labelled if n_labelled is None else n_labelled, **changes)
