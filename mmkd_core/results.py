@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .evaluation.stats import difference_ci, format_mean_ci, mean_ci
+from .evaluation.stats import difference_ci, format_mean_ci, mean_ci, paired_difference_ci
 from .training.methods import method_for_label
 
 RUN_FILES = ("01_label_efficiency_runs.csv", "02_vanilla_kd_runs.csv", "03_msd_runs.csv", "04_table1_runs.csv",
@@ -104,6 +104,22 @@ def compare(runs: pd.DataFrame, task: str, method: str, baseline: str, metric: s
             "resolvable difference (points)": round(100 * resolvable_difference(a, b), 2),
             "method": format_mean_ci(a), "baseline": format_mean_ci(b), "CIs overlap": overlap,
             "seeds": f"{len(a)} vs {len(b)}"}
+
+
+def compare_paired(runs: pd.DataFrame, task: str, method: str, baseline: str, metric: str = "test/accuracy",
+                   label: str | None = None) -> dict | None:
+    """``method`` − ``baseline`` paired by seed (runs of one seed share initialisation and batch order): the mean of
+    the per-seed differences in points, the half-width of its t-interval (the resolvable difference) and whether
+    the interval excludes 0. Only seeds both sides ran count; None when there are none."""
+    chosen = runs[runs["task"] == task]
+    sides = [chosen[chosen["method"] == name].dropna(subset=[metric]).set_index("seed")[metric].to_dict()
+             for name in (method, baseline)]
+    if not set(sides[0]) & set(sides[1]):
+        return None
+    mean, half, pairs = paired_difference_ci(*sides)
+    return {"task": task, "comparison": label or f"{method} − {baseline}", "metric": metric,
+            "paired difference (points)": round(100 * mean, 2), "resolvable difference (points)": round(100 * half, 2),
+            "separated": bool(abs(mean) > half) if not math.isnan(half) else False, "pairs": pairs}
 
 
 def verdict(row: pd.Series | dict) -> str:
@@ -213,6 +229,8 @@ CLAIMS = [
     ("KD (transfer set)", "KD (transfer set, from-scratch teacher)", None),
     ("KD (transfer set)", "teacher", None),  # how much of the teacher the student recovers (negative: the gap)
     ("CE (all labels)", "CE (no teacher)", None),  # what every pool label would buy a student without a teacher
+    ("teacher", "CE (all labels)", None),  # does the teacher know more than the labels it could have been given?
+    ("KD (transfer set)", "CE (all labels)", None),
 ]
 DIGITS_CLAIMS_K = 10  # labels per class of notebook 01's headline comparison
 

@@ -62,3 +62,16 @@ def test_student_floor_counts_passes_over_the_students_own_rows():
     assert student_train_config(config, 0, range(300)).min_steps == 17 * 3  # 300 labelled rows: 3 batches a pass
     assert student_train_config(config, 0, range(6000)).min_steps == 17 * 47  # the transfer set: 47 batches
     assert student_train_config(ExperimentConfig.preset("fast", "ve"), 0, range(6000)).min_steps == 0
+
+
+def test_paired_comparison_uses_the_per_seed_differences():
+    """Seeds share initialisation and batch order across methods: the paired interval is that of the differences.
+    Golden values: differences (2, 4, 3) points → mean 3, s = 1, t_{0.975, 2} = 4.303 → ± 2.48."""
+    runs = pd.DataFrame({"task": "ve", "method": ["A"] * 4 + ["B"] * 3, "seed": [0, 1, 2, 9, 0, 1, 2],
+                         "test/accuracy": [0.70, 0.60, 0.80, 0.99, 0.68, 0.56, 0.77]})
+    line = results.compare_paired(runs, "ve", "A", "B")
+    assert line["pairs"] == 3 and line["paired difference (points)"] == 3.0  # seed 9 has no partner
+    assert line["resolvable difference (points)"] == pytest.approx(2.48, abs=0.01) and line["separated"]
+    welch = results.compare(runs[runs.seed < 9], "ve", "A", "B")
+    assert welch["resolvable difference (points)"] > 5 * line["resolvable difference (points)"]  # unpaired: noise
+    assert results.compare_paired(runs, "ve", "A", "C") is None

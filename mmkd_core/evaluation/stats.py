@@ -52,3 +52,19 @@ def difference_ci(a: Iterable[float], b: Iterable[float], confidence: float = 0.
         return difference, 0.0
     dof = se2 ** 2 / sum(v ** 2 / d for v, d in sides)
     return difference, float(stats.t.ppf((1 + confidence) / 2, dof) * math.sqrt(se2))
+
+
+def paired_difference_ci(a: dict, b: dict, confidence: float = 0.95) -> tuple[float, float, int]:
+    """Mean of the per-seed differences a[s] − b[s] over the seeds both sides ran, the half-width of its Student-t
+    interval, and the number of pairs.
+
+    Runs that share their initialisation and batch order (the same seed of two methods) differ by what the
+    methods do plus less noise than two independent samples: the interval of the paired differences,
+    t_{(1+confidence)/2, n-1} · s_d / √n, is then the honest (and usually narrower) resolution.
+    """
+    seeds = sorted(set(a) & set(b))
+    if not seeds:
+        raise ValueError(f"paired_difference_ci needs seeds on both sides; got {sorted(a)} and {sorted(b)}")
+    mean, half = mean_ci([a[s] - b[s] for s in seeds], confidence)
+    return mean, half, len(seeds)
+
