@@ -11,3 +11,12 @@ ever reaches a loss, where it would be read as a class index.
 """
 MISSING_LABEL = -1
 UNLABELLED = -100
+
+ALL_LABELS = -1
+"""The label budget (``labels_per_class``, notebook 01) of a run that saw every training label."""
+
+
+def budget_name(k: float) -> str:
+    """A label budget in words: ``5`` (or ``5.0``, as read back from a table) → ``"5"``, :data:`ALL_LABELS` → ``"all"``."""
+    return "all" if k == ALL_LABELS else str(int(k))
+

@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 
 from .evaluation.stats import difference_ci, format_mean_ci, mean_ci, paired_difference_ci
+from .labels import ALL_LABELS, budget_name
 from .training.methods import method_for_label
 
 RUN_FILES = ("01_label_efficiency_runs.csv", "02_vanilla_kd_runs.csv", "03_msd_runs.csv", "04_table1_runs.csv",
@@ -258,7 +259,7 @@ def digits_claims(runs: pd.DataFrame) -> list[dict]:
     lines = [compare(runs, "digits", "KD student", "supervised student", where={"labels_per_class": k},
                      label=f"KD student − supervised student ({budget_words(k)})")
              for k in budgets(runs[runs["task"] == "digits"])]
-    lines.append(compare(runs, "digits", "teacher", "supervised student", where={"labels_per_class": EVERY_LABEL},
+    lines.append(compare(runs, "digits", "teacher", "supervised student", where={"labels_per_class": ALL_LABELS},
                          label="teacher − supervised student (all labels)"))
     return [line for line in lines if line is not None]
 
@@ -338,15 +339,6 @@ def table1(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------- label budgets (notebook 01's digits runs)
-EVERY_LABEL = -1
-"""The ``labels_per_class`` of a run that saw every training label (``experiments.vision.ALL_LABELS``)."""
-
-
-def budget_name(k: float) -> str:
-    """A label budget in words: ``5`` → ``"5"``, :data:`EVERY_LABEL` → ``"all"``."""
-    return "all" if k < 0 else str(int(k))
-
-
 def budget_words(k: float) -> str:
     """The qualifier of a comparison at label budget ``k``: ``"k = 5 per class"``, ``"k = all per class"``."""
     return f"k = {budget_name(k)} per class"
@@ -354,7 +346,7 @@ def budget_words(k: float) -> str:
 
 def budgets(runs: pd.DataFrame) -> list:
     """The label budgets (``labels_per_class``) of ``runs``, smallest first and every label ("all") last."""
-    return sorted(runs["labels_per_class"].dropna().unique(), key=lambda k: (k < 0, k))
+    return sorted(runs["labels_per_class"].dropna().unique(), key=lambda k: (k == ALL_LABELS, k))
 
 
 def budget_comparisons(runs: pd.DataFrame, task: str, pairs: Iterable[tuple[str, str]],

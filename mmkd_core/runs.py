@@ -501,12 +501,10 @@ def tune(base: dict, grid: dict[str, Iterable], config: ExperimentConfig, data: 
 
 
 def _check_cell(base: dict, cell: dict) -> None:
-    """Raise ValueError when the method (or the experiment) refuses this cell's values."""
-    spec = _cell_spec(base, cell)
-    make_method(spec["method"], **spec["kwargs"])
-    if spec["config"]:
-        ExperimentConfig(**{**{f.name: f.default for f in dataclasses.fields(ExperimentConfig)
-                               if f.default is not dataclasses.MISSING}, **spec["config"]})
+    """Raise ValueError when the method refuses this cell's arguments or the run spec its student settings (the
+    checks :func:`run_grid` would meet)."""
+    spec = RunSpec.from_dict(_cell_spec(base, cell), seed=0)
+    make_method(spec.method, **spec.kwargs)
 
 
 def _teacher_setting(entry: dict) -> tuple[ExperimentConfig, dict | None]:

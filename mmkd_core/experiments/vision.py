@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.digits import ImageSplits
+from ..labels import ALL_LABELS, budget_name as labels_name  # labels_name: the name notebook 01 reads
 from ..evaluation.probes import count_parameters, extract_features, linear_probe_accuracy
 from ..losses.data2vec import Data2VecDistillationLoss, Data2VecLossConfig
 from ..models.vision import TinyVisionSizes, hidden_states
@@ -41,7 +42,6 @@ from ..training.feature_kd import (
 from ..training.trainer import TrainConfig, TrainResult
 
 TASK = "digits"
-ALL_LABELS = -1  # labels_per_class value meaning "every training label"
 METHODS = ["teacher", "KD student", "supervised student", "random init"]
 RUN_COLUMNS = ["task", "method", "seed", "labels_per_class", "test/accuracy", "params", "train_seconds",
                "best_epoch", "epochs"]
@@ -288,7 +288,3 @@ def runs_frame(rows: list[dict]) -> pd.DataFrame:
     """The per-run table: :data:`RUN_COLUMNS` first, extra columns after."""
     frame = pd.DataFrame(rows)
     return frame[RUN_COLUMNS + [c for c in frame.columns if c not in RUN_COLUMNS]]
-
-
-def labels_name(k: int) -> str:
-    return "all" if k == ALL_LABELS else str(k)
