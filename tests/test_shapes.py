@@ -243,3 +243,108 @@ def test_disjoint_splits_load_with_their_scene_column(tmp_path):
     rows = load("shapes", "validation", root=tmp_path, n_train=40, n_validation=12, n_test=12, disjoint_splits=True)
     assert len(rows) == 12 and "scene" in rows.column_names
     assert ShapesConfig(disjoint_splits=True).cache_key() != ShapesConfig().cache_key()
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Single-modality evidence (benchmark v2)
+# ------------------------------------------------------------------------------------------------------------
+EVIDENCE_LABEL = {"ve": {"tautology": 0, "same_colour": 1, "self_contradiction": 2},
+                  "nlvr": {"tautology": 1, "self_contradiction": 0}, "memes": {"hate_all": 1, "love": 0}}
+
+
+@pytest.mark.parametrize("task", ["ve", "nlvr", "memes"])
+def test_the_default_generator_is_unchanged_by_the_evidence_knobs(task):
+    config = ShapesConfig(task=task, n_train=50, n_validation=20, n_test=20)
+    explicit = ShapesConfig(task=task, n_train=50, n_validation=20, n_test=20, text_evidence=0.0, image_evidence=0)
+    assert generate_split(explicit, "test")["text"] == generate_split(config, "test")["text"]
+    assert config.cache_key() == explicit.cache_key()
+    assert "evidence" not in generate_split(config, "test")
+    recorded = generate_split(config, "test", record_evidence=True)  # the same rows, two more columns
+    assert recorded["text"] == generate_split(config, "test")["text"] and set(recorded["evidence"]) == {"none"}
+    assert ShapesConfig(task=task, text_evidence=0.1).cache_key() != config.cache_key()
+
+
+@pytest.mark.parametrize("task", ["ve", "nlvr", "memes"])
+def test_text_evidence_rows_are_settled_by_their_statement_and_image_evidence_rows_show_nothing(task):
+    config = ShapesConfig(task=task, n_train=1200, text_evidence=0.3, image_evidence=0.25, text_cue=0.0,
+                          image_cue=0.0)
+    columns = generate_split(config, "train")
+    evidence, labels = np.array(columns["evidence"]), np.array(columns["true_label"])
+    text_rows, image_rows = evidence == "text", evidence == "image"
+    assert abs(text_rows.mean() - 0.3) < 0.05 and abs(image_rows.mean() - 0.25 * 0.7) < 0.05  # of the other rows
+    for i in np.flatnonzero(text_rows):  # the statement's type alone gives the label
+        assert EVIDENCE_LABEL[task][columns["statement_type"][i]] == labels[i], columns["text"][i]
+    assert set(np.array(columns["n_objects"])[image_rows]) == {0}
+    assert set(labels[image_rows]) == {shapes.EMPTY_SCENE_LABEL[task]}
+    assert 0 not in set(np.array(columns["n_objects"])[~image_rows])  # only evidence rows are empty
+    empty = np.asarray(columns["image"][int(np.flatnonzero(image_rows)[0])]).astype(float)
+    assert empty.std(axis=(0, 1)).max() < 10  # per channel: tinted background and pixel noise only, no shape
+    shares = np.bincount(labels, minlength=len(config.labels)) / len(labels)
+    assert np.abs(shares - 1 / len(config.labels)).max() < 0.06  # labels stay balanced
+    if task == "nlvr":  # "there are zero ..." is true of an empty scene: never an image-evidence statement
+        assert not any(" zero " in f" {columns['statement'][i]} " for i in np.flatnonzero(image_rows))
+
+
+def test_evidence_statements_use_only_the_benchmark_words_and_read_by_comparison():
+    rng = np.random.default_rng(0)
+    words = set(shapes.vocabulary())
+    for task, kinds in EVIDENCE_LABEL.items():
+        for _ in range(200):
+            label = int(rng.integers(len(shapes.TASK_LABELS[task])))
+            made = shapes.evidence_statement(task, label, rng)
+            if made[1] not in kinds:
+                continue
+            assert set(made[0].split()) <= words, made
+    # the neutral and contradiction forms differ only in whether the second shape repeats the first
+    text, kind = shapes.evidence_statement("ve", 1, np.random.default_rng(3))
+    words = text.split()  # "the <colour> <shape> is <relation> the <colour> <shape>"
+    assert kind == "same_colour" and words[1] == words[-2] and words[2] != words[-1]
+
+
+@pytest.mark.parametrize("task", ["ve", "nlvr", "memes"])
+def test_benchmark_v2_single_modality_readers_beat_their_cue_ceilings_by_10_points(task):
+    options = shapes.benchmark_options("v2", task)
+    config = ShapesConfig(task=task, n_train=3000, **options)
+    ceilings = shapes.view_ceilings(generate_split(config, "train"))
+    k = len(config.labels)
+    assert ceilings["text"] >= config.text_cue + (1 - config.text_cue) / k + 0.10, ceilings
+    assert ceilings["image"] >= config.image_cue + (1 - config.image_cue) / k + 0.10, ceilings
+    # at v1 the readers see only the cues: the optimal reader is at the cue ceiling (memes' love statements aside)
+    if task != "memes":
+        v1 = shapes.view_ceilings(generate_split(ShapesConfig(task=task, n_train=3000), "train", record_evidence=True))
+        assert abs(v1["text"] - (0.3 + 0.7 / k)) < 0.03 and abs(v1["image"] - (0.3 + 0.7 / k)) < 0.03, v1
+
+
+def test_view_ceilings_golden_values_on_a_hand_made_table():
+    columns = {"text": ["clearly the red circle is the red circle", "clearly there is a red circle",
+                        "perhaps there is a red circle", "perhaps there is a blue square"],
+               "statement_type": ["tautology", "exists", "exists", "exists"], "true_label": [0, 0, 1, 1],
+               "tint": [0, 0, 0, 1], "n_objects": [1, 1, 0, 2]}
+    # text: (clearly, tautology) → 0 ✓; (clearly, exists) → 0 ✓; (perhaps, exists) → 1 and 1 ✓: 4 of 4
+    # image: (0, full) → labels 0, 0 ✓✓; (0, empty) → 1 ✓; (1, full) → 1 ✓: 4 of 4; drop the tint of row 4 → 3 of 4
+    # cues (cue word, tint): (clearly, 0) → 0, 0 ✓✓; (perhaps, 0) → 1 ✓; (perhaps, 1) → 1 ✓
+    assert shapes.view_ceilings(columns) == {"text": 1.0, "image": 1.0, "cues": 1.0}
+    assert shapes.view_ceilings({**columns, "tint": [0, 0, 0, 0]})["image"] == 0.75
+    with pytest.raises(ValueError, match="needs the 'tint' column"):
+        shapes.view_ceilings({k: v for k, v in columns.items() if k != "tint"})
+
+
+@pytest.mark.parametrize("task", ["ve", "nlvr", "memes"])
+def test_disjoint_splits_with_evidence_share_no_scene_with_objects(task):
+    config = ShapesConfig(task=task, n_train=1200, n_validation=300, n_test=300, disjoint_splits=True,
+                          **shapes.benchmark_options("v2", task))
+    splits = {split: generate_split(config, split) for split in shapes.SPLITS}
+    pairs = {split: {(scene, statement) for scene, statement in zip(c["scene"], c["statement"]) if scene}
+             for split, c in splits.items()}
+    for a, b in [("train", "validation"), ("train", "test"), ("validation", "test")]:
+        assert not pairs[a] & pairs[b], f"{task}: {a} and {b} share a (scene, statement) pair"
+
+
+def test_bad_evidence_options_and_benchmark_names_are_clear_errors():
+    with pytest.raises(ValueError, match="image_evidence"):
+        ShapesConfig(task="ve", image_evidence=0.5)  # at most 1/3: only neutral rows can show an empty scene
+    with pytest.raises(ValueError, match="text_evidence"):
+        ShapesConfig(text_evidence=1.5)
+    with pytest.raises(ValueError, match="unknown shapes benchmark 'v9'.*accepted: \\['v1', 'v2'\\]"):
+        shapes.benchmark_options("v9", "ve")
+    assert shapes.benchmark_options("v1", "memes") == {} and shapes.benchmark_options("v2", "memes")["label_noise"] > 0

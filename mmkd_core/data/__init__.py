@@ -35,9 +35,12 @@ def load(name: str, split: str, root: str | os.PathLike | None = None, **options
     return LOADERS[name](split=split, root=root, **options)
 
 
-def shapes_features(labels: tuple[str, ...], with_scene: bool = False) -> datasets.Features:
+def shapes_features(labels: tuple[str, ...], with_scene: bool = False, with_evidence: bool = False
+                    ) -> datasets.Features:
     scene = {"scene": datasets.Value("string")} if with_scene else {}  # disjoint_splits: each row's scene
-    return datasets.Features({**scene,
+    # text_evidence / image_evidence: which modality settles the row ("text", "image", "none") and its tint's index
+    evidence = {"evidence": datasets.Value("string"), "tint": datasets.Value("int32")} if with_evidence else {}
+    return datasets.Features({**scene, **evidence,
         "image": datasets.Image(),
         "text": datasets.Value("string"),
         "label": datasets.ClassLabel(names=list(labels)),
@@ -67,7 +70,8 @@ def load_shapes(split: str, root=None, cache: bool = True, **options: Any) -> da
     if cache and (folder / "dataset_info.json").exists():
         return datasets.load_from_disk(str(folder))
     dataset = datasets.Dataset.from_dict(_shapes.generate_split(config, split),
-                                         features=shapes_features(config.labels, config.disjoint_splits))
+                                         features=shapes_features(config.labels, config.disjoint_splits,
+                                                                   config.text_evidence > 0 or config.image_evidence > 0))
     if cache:
         dataset.save_to_disk(str(folder))
         dataset = datasets.load_from_disk(str(folder))
