@@ -176,7 +176,8 @@ def run_key(spec: RunSpec, config: ExperimentConfig, teacher_cache: TeacherCache
     settings = dataclasses.asdict(config)
     settings["student_precision"] = resolve_precision(config.student_precision, uses_cpu())
     fields = {"config": settings, "method": method.describe(), "seed": spec.seed,
-              "data": spec.data, "rows": rows_key(data.student_rows(spec.data, method.learns_on_meta_data)),
+              "data": spec.data,
+              "rows": rows_key(data.student_rows(spec.data, method.learns_on_meta_data, config.transfer_rows)),
               "meta": rows_key(data.meta_rows_for(method.learns_on_meta_data)) if method.learns_on_meta_data else None,
               "validation": rows_key(data.validation), "eval_views": list(eval_views), "source": source_hash(),
               "teacher": teacher_cache.teacher_key if (teacher_cache is not None and method.needs_teacher) else None}
@@ -385,7 +386,7 @@ def expected_cost(run: RunSpec, data: ExperimentData) -> float:
     """A run's relative cost, for ordering a grid: training rows (the step floor and early stopping scale with
     them) × the student's views (a three-view step costs ~1.5× a joint one) × 1.5 for meta-learned weights."""
     method = make_method(run.method, **run.kwargs)
-    rows = len(data.student_rows(run.data))
+    rows = len(data.student_rows(run.data, transfer_rows=run.config.get("transfer_rows")))
     views = 1.0 + 0.25 * (len(method.student_views) - 1)
     meta = 1.5 if getattr(method, "weighting", None) == "meta" else 1.0
     return rows * views * meta

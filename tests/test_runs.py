@@ -355,3 +355,53 @@ def test_student_seed_s_distils_teacher_s_mod_the_number_of_teachers(experiment)
     from mmkd_core.experiments import Protocol
     assert Protocol.named("fast", teacher_seeds=(1, 2, 3)).teacher_seeds_for("nlvr") == (None,)
     assert Protocol.named("fast", teacher_seeds=(1, 2, 3)).teacher_seeds_for("ve") == (1, 2, 3)
+
+
+def test_the_teachers_own_rows_lie_past_the_students_pool_and_its_outputs_cover_the_pool(experiment):
+    """Benchmark v2: teacher_rows gives the teacher rows of its own, past the students' pool (the generator's stream
+    continued, so the pool is row for row the same), and the teacher cache covers the students' pool, not them."""
+    config, data, cache = experiment
+    own = config.replace(teacher_rows=40)
+    own_data = prepare_data(own)
+    assert len(own_data.teacher_train) == 40 and len(own_data.pool) == len(data.pool) == 96
+    assert torch.equal(own_data.pool.tensors["pixel_values"], data.pool.tensors["pixel_values"])
+    assert torch.equal(own_data.transfer.tensors["labels"], data.transfer.tensors["labels"])
+    assert not any(torch.equal(row, pool_row) for row in own_data.teacher_train.tensors["pixel_values"][:5]
+                   for pool_row in data.pool.tensors["pixel_values"])  # new rows, not the pool's
+    assert own.key() != config.key()
+    assert config.replace(teacher_rows=None).key() == config.key()  # at its default, the teacher keeps its key
+    teacher, _ = get_teacher(own, own_data, progress=False)
+    own_cache = get_teacher_cache(teacher, own_data, own)
+    assert own_cache.logits["joint"].shape[0] == len(own_data.pool)
+    assert own_data.student_rows("all_labels") is own_data.pool  # the control reads the pool, not the teacher's rows
+    with pytest.raises(ValueError, match="teacher_rows must be None or an integer >= 1"):
+        prepare_data(config.replace(teacher_rows=0))
+    with pytest.raises(ValueError, match="needs the generated 'shapes' benchmark"):
+        from mmkd_core.experiments.multimodal import teacher_rows
+        teacher_rows(config.replace(dataset="hateful_memes", teacher_rows=10), 96)
+
+
+def test_transfer_rows_cut_the_transfer_set_and_key_the_run(experiment):
+    """The regime map's transfer sizes: the labelled rows plus the next transfer_rows pool rows, labels hidden."""
+    config, data, cache = experiment
+    for size, expected in ((0, 32), (20, 52), (None, 96), (500, 96)):
+        rows = data.student_rows("transfer", transfer_rows=size)
+        assert len(rows) == expected
+        assert int((rows.tensors["labels"] != -100).sum()) == 32
+    assert data.student_rows("labelled", transfer_rows=20) is data.train  # only the transfer set has a size
+    keys = {runs.run_key(runs.RunSpec("KD", "kd", 0, data="transfer", config={"transfer_rows": size}), config, cache,
+                         data) for size in (0, 20, None)}
+    assert len(keys) == 3
+    with pytest.raises(ValueError, match="transfer_rows must be None or an integer >= 0"):
+        data.student_rows("transfer", transfer_rows=-1)
+
+
+def test_the_step_floor_holds_every_method_alike(experiment):
+    """student_min_steps: no early stop before this many steps, for a run of 32 rows as for one of 96."""
+    from mmkd_core.experiments import student_train_config
+
+    config, data, _ = experiment
+    assert student_train_config(config, 0, data.train).min_steps == 0  # the fast preset: no floor
+    floor = config.replace(student_min_steps=25)
+    assert student_train_config(floor, 0, data.train).min_steps == 25
+    assert student_train_config(floor.replace(student_min_epochs=30.0), 0, data.transfer).min_steps == 90  # 3 a pass

@@ -18,7 +18,7 @@ from typing import Callable, Iterable
 from ..data import load
 from ..models import pretrained, two_tower
 from ..training import fusion_head
-from .multimodal import ExperimentConfig
+from .multimodal import ExperimentConfig, teacher_rows
 
 SPLITS = ("train", "validation", "test")
 
@@ -26,7 +26,8 @@ SPLITS = ("train", "validation", "test")
 def split_features(config: ExperimentConfig, input_size: int = 128,
                    on_split: Callable[[str, two_tower.TowerFeatures], None] | None = None
                    ) -> dict[str, two_tower.TowerFeatures]:
-    """Tower features of the experiment's three splits (the teacher's whole pool for ``train``).
+    """Tower features of the experiment's three splits (the students' pool for ``train``), and of the teacher's own
+    rows as ``"teacher"`` when the experiment has them (:attr:`~.multimodal.ExperimentConfig.teacher_rows`).
 
     The towers are loaded only when a split's features are not cached yet. ``on_split(split, features)`` is
     called as each split's features are ready (computed or read), e.g. to report progress.
@@ -44,6 +45,11 @@ def split_features(config: ExperimentConfig, input_size: int = 128,
                                                         **config.dataset_options), input_size=input_size, towers=towers)
         if on_split is not None:
             on_split(split, features[split])
+    if config.teacher_rows is not None:
+        features["teacher"] = two_tower.tower_features(teacher_rows(config, len(features["train"])),
+                                                       input_size=input_size, towers=towers)
+        if on_split is not None:
+            on_split("teacher", features["teacher"])
     return features
 
 
@@ -53,8 +59,10 @@ def num_classes(config: ExperimentConfig) -> int:
 
 
 def fit_teacher(features: dict[str, two_tower.TowerFeatures], num_labels: int, seed: int = 0) -> fusion_head.FusionFit:
-    """The fusion head on the whole pool, fusion chosen on validation (cached: trained once)."""
-    return fusion_head.fit_two_tower_teacher(features["train"], features["validation"], num_labels, seed=seed)
+    """The fusion head on the teacher's labelled rows (its own rows when :func:`split_features` gave them, else the
+    students' whole pool), fusion chosen on validation (cached: trained once)."""
+    own = features.get("teacher", features["train"])
+    return fusion_head.fit_two_tower_teacher(own, features["validation"], num_labels, seed=seed)
 
 
 def pretraining_sweep(features: dict[str, two_tower.TowerFeatures], num_labels: int,
@@ -74,7 +82,8 @@ def prepare(config: ExperimentConfig, input_size: int = 128, label_counts: Itera
     so these are the fits of one call over all of them.
     """
     label_counts = [int(n) for n in label_counts]
-    stages = [f"{split} features" for split in SPLITS] + ["teacher head"] + [f"head on {n} labels" for n in label_counts]
+    own_rows = ["teacher rows features"] if config.teacher_rows is not None else []
+    stages = [f"{split} features" for split in SPLITS] + own_rows + ["teacher head"] + [f"head on {n} labels" for n in label_counts]
     done = 0
 
     def report_next_stage() -> None:  # the stages done so far, and the one that starts now
