@@ -26,7 +26,7 @@ test-unit: $(STAMP)
 test-notebooks: $(STAMP)
 	MMKD_FAST=1 $(PY) -m pytest $(PYTEST_FLAGS) --nbval-lax --nbval-current-env -p no:randomly $(NOTEBOOKS)
 
-## make reproduce: run notebooks 00-06 with papermill (parameters from reproduce.yaml) and rebuild reports/.
+## make reproduce: run notebooks 00-07 with papermill (parameters from reproduce.yaml) and rebuild reports/.
 ## It prints its plan first (teachers to train or cached, notebooks, the last run's time per step); PLAN=1 prints
 ## only the plan. Finished student runs are cached in data/run-cache (keyed by everything that defines them, source
 ## included): FRESH=1 retrains the runs cached before this reproduction (runs it trains are still shared); ONLY="03 04" reruns only those notebooks and the summary notebook (05),

@@ -6,6 +6,8 @@ The figure standard of the collection, set here once:
 - accuracies are shown in percent on axes labelled in words with their unit (:func:`percent_axis`);
 - bars start at 0 (an untruncated axis), and wherever an interval is drawn, the per-seed values are drawn
   as dots on it (:func:`bar_with_ci`, :func:`grouped_bars`);
+- differences to a baseline (:func:`gain_over_baseline`) are drawn in percentage points on an axis that keeps 0
+  in view, with a line at 0;
 - intervals are Student-t 95% CIs over seeds (:func:`mmkd_core.evaluation.stats.mean_ci`), never
   seaborn's bootstrap, whose resampling is unseeded and made two identical runs draw different figures;
 - legends sit outside the data (:func:`legend_outside`); panels compared by colour share one colour
@@ -21,7 +23,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from matplotlib.ticker import PercentFormatter
+from matplotlib.ticker import NullFormatter, PercentFormatter
 
 from .evaluation.stats import mean_ci
 
@@ -34,6 +36,7 @@ STYLE = {
     "savefig.dpi": 120, "savefig.bbox": "tight",
 }
 DOT_STYLE = dict(color="black", s=10, zorder=3, linewidths=0)  # per-seed values on bars
+LOG_LANE_DECADES = 0.02  # lines_with_ci(log_x=True): the outer lanes sit a factor 10^±0.02 (about ±5%) from their x
 
 
 def use_style() -> None:
@@ -58,9 +61,19 @@ def percent_axis(ax, label: str, axis: str = "y", xmax: float = 100.0, decimals:
     target.set_label_text(label)
 
 
-def legend_outside(ax, title: str | None = None, **legend_options):
-    """The axes' legend to the right of the plot, where it cannot hide data (None when nothing is labelled)."""
+def legend_outside(ax, title: str | None = None, handles_from: Sequence | None = None, **legend_options):
+    """The axes' legend to the right of the plot, where it cannot hide data (None when nothing is labelled).
+
+    ``handles_from``: the axes whose labelled artists the legend lists, each label once, in the order first met
+    (default: ``ax``'s own): side-by-side panels that each draw some of the lines share one legend.
+    """
     handles, labels = ax.get_legend_handles_labels()
+    if handles_from is not None:
+        named = {}
+        for other in handles_from:
+            for handle, label in zip(*other.get_legend_handles_labels()):
+                named.setdefault(label, handle)
+        handles, labels = list(named.values()), list(named)
     if not handles:
         return None
     return ax.legend(handles, labels, title=title, loc="upper left", bbox_to_anchor=(1.01, 1.0),
@@ -265,22 +278,32 @@ def interval_table(frame: pd.DataFrame, by: list[str], metric: str) -> pd.DataFr
 
 def lines_with_ci(frame: pd.DataFrame, x: str, hue: str, y: str, xlabel: str, ylabel: str, title: str = "",
                   scale: float = 100.0, order: Sequence | None = None, x_names=str, reference: str | None = None,
-                  reference_label: str | None = None, zoom: bool = False, legend_title: str | None = None):
+                  reference_label: str | None = None, zoom: bool = False, legend_title: str | None = None,
+                  log_x: bool = False):
     """One line per ``hue`` value across ``x``: means with 95% t-intervals, every run as a dot, y from 0.
 
     ``order``: the ``x`` values drawn as evenly spaced categories, in this order, each named by ``x_names(value)``
     (notebook 01's label budgets 5, 10, 25, all); None: ``x`` is numeric and drawn at its values.
+    ``log_x`` (numeric ``x`` only): a log x axis whose ticks are the data's ``x`` values as plain numbers ("1,000"),
+    with no minor tick labels; the lanes are then offset by a factor, x · 10^d with d within ±
+    :data:`LOG_LANE_DECADES`, so every point sits the same visual distance from its ``x`` (notebook 06's curve).
     ``reference``: a ``hue`` value drawn apart, as a black square with no line, just right of the lines at its ``x``
     (notebook 01's teacher: one model, trained with every label); named ``reference_label`` in the legend.
     ``zoom``: a second panel of the same data whose y axis starts just below the lowest value drawn; its title says
     where the axis starts and its bottom spine is dashed red, so the truncation cannot go unnoticed.
     """
+    if log_x:
+        _check_log_x(frame[x], order)
     hues = [name for name in dict.fromkeys(frame[hue]) if name != reference]
     lanes = len(hues) + (reference is not None)  # the reference gets the rightmost lane
     if order is not None:
         positions = {value: float(i) for i, value in enumerate(order)}
         offsets = np.linspace(-0.2, 0.2, lanes) if lanes > 1 else np.zeros(1)
         spread = 0.03  # a category's runs side by side within their lane, so that equal values stay countable
+    elif log_x:
+        positions = {value: float(value) for value in sorted(frame[x].unique())}
+        offsets = np.linspace(-LOG_LANE_DECADES, LOG_LANE_DECADES, lanes) if lanes > 1 else np.zeros(1)
+        spread = 0.0
     else:
         values = sorted(frame[x].unique())
         positions = {value: float(value) for value in values}
@@ -290,15 +313,21 @@ def lines_with_ci(frame: pd.DataFrame, x: str, hue: str, y: str, xlabel: str, yl
     fig, axes = plt.subplots(1, panels, figsize=(6.4 * panels, 3.6), squeeze=False)
     axes = list(axes[0])
     for ax in axes:
+        if log_x:
+            ax.set_xscale("log")
         lowest, highest = math.inf, 0.0
         for lane, name in enumerate(hues + ([reference] if reference is not None else [])):
-            drawn = _line_with_ci(ax, frame[frame[hue] == name], x, y, positions, offsets[lane], spread, scale,
-                                  color="black" if name == reference else PALETTE[lane % len(PALETTE)],
+            drawn = _line_with_ci(ax, frame[frame[hue] == name], x, y, _lane_positions(positions, offsets[lane], log_x),
+                                  spread, scale, color="black" if name == reference else PALETTE[lane % len(PALETTE)],
                                   joined=name != reference,
                                   label=(reference_label or name) if name == reference else name)
             lowest, highest = min(lowest, drawn[0]), max(highest, drawn[1])
         if order is not None:
             ax.set_xticks(range(len(order)), [x_names(value) for value in order])
+        elif log_x:
+            ax.set_xticks(list(positions), [plain_number(value) for value in positions])
+            # the log scale's own minor labels (2×10², 3×10², ...) would print over the data's ticks
+            ax.xaxis.set_minor_formatter(NullFormatter())
         else:
             ax.set_xticks(list(positions))
         ax.set_xlabel(xlabel)
@@ -323,14 +352,35 @@ def lines_with_ci(frame: pd.DataFrame, x: str, hue: str, y: str, xlabel: str, yl
     return fig
 
 
-def _line_with_ci(ax, part: pd.DataFrame, x: str, y: str, positions: dict, offset: float, spread: float,
+def _check_log_x(values: pd.Series, order) -> None:
+    """A log x axis needs numeric ``x`` drawn at its values (no ``order``), all of them above 0."""
+    if order is not None:
+        raise ValueError("log_x draws a numeric x at its values; it cannot be combined with order (categories)")
+    if (values <= 0).any():
+        raise ValueError(f"log_x needs every x above 0; got {sorted(values[values <= 0].unique())}")
+
+
+def _lane_positions(positions: dict, offset: float, log_x: bool) -> dict:
+    """Where one lane draws each ``x``: ``position + offset`` on a linear axis, ``position · 10^offset`` on a log
+    axis (``offset`` in decades), so that a lane is the same visual distance from its ``x`` at every ``x``."""
+    if log_x:
+        return {value: position * 10 ** offset for value, position in positions.items()}
+    return {value: position + offset for value, position in positions.items()}
+
+
+def plain_number(value: float) -> str:
+    """A tick label without scientific notation: ``1000`` → ``"1,000"``, ``2.5`` → ``"2.5"``."""
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:,g}"
+
+
+def _line_with_ci(ax, part: pd.DataFrame, x: str, y: str, positions: dict, spread: float,
                   scale: float, color, joined: bool, label: str) -> tuple[float, float]:
-    """One hue of :func:`lines_with_ci`: means ± t 95% CI at ``positions[x] + offset`` and every run as a dot, the
-    runs of one point spaced evenly over ± ``spread``; returns the lowest and highest value drawn (interval ends,
-    dots)."""
+    """One hue of :func:`lines_with_ci`: means ± t 95% CI at ``positions[x]`` (the hue's lane, offset already applied)
+    and every run as a dot, the runs of one point spaced evenly over ± ``spread``; returns the lowest and highest value
+    drawn (interval ends, dots)."""
     table = interval_table(part, [x], y)
     table = table.assign(_position=table[x].map(positions)).dropna(subset=["_position"]).sort_values("_position")
-    xs = table["_position"].to_numpy(dtype=float) + offset
+    xs = table["_position"].to_numpy(dtype=float)
     means, halves = scale * table["mean"].to_numpy(), scale * np.nan_to_num(table["ci95"].to_numpy())
     ax.errorbar(xs, means, yerr=halves, capsize=4, marker="o" if joined else "s", linestyle="-" if joined else "none",
                 color=color, label=label)
@@ -342,6 +392,99 @@ def _line_with_ci(ax, part: pd.DataFrame, x: str, y: str, positions: dict, offse
         if len(runs):
             lowest, highest = min(lowest, float(runs.min())), max(highest, float(runs.max()))
     return lowest, highest
+
+
+GAIN_LANES = 0.6  # gain_over_baseline: the share of a category's width its methods' lanes fill
+
+
+def transfer_rows_name(rows: int) -> str:
+    """A transfer-set size in words: ``0`` → "labelled rows only", ``6000`` → "6,000 rows"."""
+    return "labelled rows only" if rows == 0 else f"{int(rows):,} rows"
+
+
+def _namer(x_names):
+    """``x_names`` as a function: a mapping is looked up, a callable called, None names transfer-set sizes."""
+    if x_names is None:
+        return transfer_rows_name
+    if callable(x_names):
+        return x_names
+    return lambda value: x_names[value]
+
+
+def _gain_lane(ax, part: pd.DataFrame, x: str, categories: list, centre: float, width: float, color,
+               label: str) -> None:
+    """One method in one panel: at each category (at index + ``centre``), the mean per-seed difference with its 95%
+    t-interval, mean_s d_s ± t_{0.975, n−1} · s_d / √n (no bar for a single seed), joined across categories, and
+    every seed's difference as a dot just right of the mean, inside the lane of ``width``."""
+    xs, means, halves = [], [], []
+    for index, category in enumerate(categories):
+        seeds = part.loc[part[x] == category, "difference (points)"].to_numpy()
+        if len(seeds) == 0:
+            continue
+        mean, half = mean_ci(seeds)
+        xs.append(index + centre - width / 5)
+        means.append(mean)
+        halves.append(0.0 if math.isnan(half) else half)
+        # fixed offsets, spread so that equal differences stay countable: the same figure on every run
+        beside = np.linspace(0.0, width / 3, len(seeds)) if len(seeds) > 1 else np.array([width / 6])
+        ax.scatter(index + centre + beside, seeds, s=9, color=color, alpha=0.6, linewidths=0, zorder=3)
+    ax.errorbar(xs, means, yerr=halves, capsize=3, marker="o", markersize=4, linestyle="-", lw=1.2, color=color,
+                label=label, zorder=4)
+
+
+def _with_zero_in_view(ax) -> None:
+    """Widen the y axis, when needed, so that 0 (no difference) is inside it with a margin."""
+    low, high = ax.get_ylim()
+    margin = 0.05 * (high - low)
+    ax.set_ylim(min(low, -margin), max(high, margin))
+
+
+def gain_over_baseline(runs: pd.DataFrame, baseline: str = "KD", metric: str = "test/accuracy",
+                       x: str = "transfer rows", panel: str = "teacher", hue: str = "method", x_names=None):
+    """The regime map as a figure: each ``hue`` value's per-seed difference to ``baseline``, in percentage points.
+
+    One panel per ``panel`` value (side by side, one shared y axis); ``x`` (the transfer-set size) as evenly spaced
+    categories named by ``x_names`` (a callable or a mapping; default :func:`transfer_rows_name`); per method a line
+    through the mean per-seed difference d̄ = mean_s 100 · (method_s − baseline_s) with its 95% paired t-interval
+    d̄ ± t_{0.975, n−1} · s_d / √n (:func:`~mmkd_core.evaluation.stats.mean_ci`, the same numbers as
+    :func:`mmkd_core.results.regime_comparisons`), each seed's difference as a dot beside it; a line at 0; one colour
+    per method on every panel; the legend outside. The runs must be of one task (pairs are made within a task).
+    """
+    # results imports torch: imported here, so that drawing other figures does not need it
+    from .results import paired_seed_differences
+
+    differences = paired_seed_differences(runs, baseline, metric, by=(panel, x), column=hue)
+    if differences.empty:
+        raise ValueError(f"no {words(hue)} shares a seed with {baseline!r} in any ({panel}, {x}) cell: "
+                         f"nothing to draw")
+    if "task" in differences and differences["task"].nunique() > 1:
+        raise ValueError(f"the runs are of several tasks {list(dict.fromkeys(differences['task']))}; "
+                         f"draw one at a time, e.g. runs[runs['task'] == ...]")
+    name = _namer(x_names)
+    panels = list(dict.fromkeys(differences[panel]))
+    categories = sorted(differences[x].unique())
+    methods = list(dict.fromkeys(differences[hue]))
+    width = GAIN_LANES / len(methods)
+    fig, axes = plt.subplots(1, len(panels), figsize=(1.6 + (0.6 + 1.1 * len(categories)) * len(panels), 3.6),
+                             sharey=True, squeeze=False)
+    axes = list(axes[0])
+    for ax, value in zip(axes, panels):
+        in_panel = differences[differences[panel] == value]
+        for lane, method in enumerate(methods):
+            centre = -GAIN_LANES / 2 + width * (lane + 0.5)
+            _gain_lane(ax, in_panel[in_panel[hue] == method], x, categories, centre, width,
+                       PALETTE[lane % len(PALETTE)], method)
+        ax.axhline(0.0, color="0.4", lw=1, zorder=1)
+        ax.set_xticks(range(len(categories)), [name(category) for category in categories])
+        ax.set_xlim(-0.5, len(categories) - 0.5)
+        ax.set_xlabel(words(x))
+        ax.set_title(f"{words(panel)}: {value}")
+    axes[0].set_ylabel(f"{words(metric)} − {baseline} (percentage points)")
+    _with_zero_in_view(axes[0])  # the y axis is shared: one call widens every panel
+    legend_outside(axes[-1], title=words(hue), handles_from=axes)
+    fig.suptitle(f"each {words(hue)} − {baseline}, paired by seed: mean with 95% t-interval, dots = seeds")
+    fig.tight_layout()
+    return fig
 
 
 GRAM_LABELS = ("text", "image", "joint")

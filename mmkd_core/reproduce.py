@@ -85,7 +85,7 @@ def select_notebooks(plan: list[dict], only: list[str] | None) -> list[dict]:
 
 
 TEACHERS_STEP = "00a_teachers_in_parallel"  # sorts before the notebooks in reproduce_timings.csv
-TEACHER_NOTEBOOKS = ("02", "03", "04", "06")  # the notebooks that distil from the prepared teachers
+TEACHER_NOTEBOOKS = ("02", "03", "04", "06", "07")  # the notebooks that distil from the prepared teachers
 
 
 def plan_reports(config_path: Path) -> str | None:

@@ -379,3 +379,126 @@ def budget_summary(runs: pd.DataFrame, metric: str = "test/accuracy") -> pd.Data
                           "best epoch (mean)": part["best_epoch"].mean(), "epochs (mean)": part["epochs"].mean(),
                           "train seconds (mean)": part["train_seconds"].mean(), "seeds": len(part)})
     return pd.DataFrame(lines)
+
+
+# ---------------------------------------------------------------- regime maps: methods against a baseline, per cell
+REGIME_CELL = ("teacher", "transfer rows")
+"""The cells of a regime map: which teacher distils, and how many transfer rows (0: the labelled rows only)."""
+REGIME_COLUMNS = ["comparison", "metric", "paired difference (points)", "resolvable difference (points)",
+                  "separated", "pairs", "method", "baseline", "verdict", "reading"]
+
+
+def _cell_columns(by) -> list[str]:
+    # a single column name is one column, not the characters of its name
+    return [by] if isinstance(by, str) else list(by)
+
+
+def require_columns(runs: pd.DataFrame, columns: Iterable[str]) -> None:
+    """ValueError naming the ``columns`` that ``runs`` lacks, and the ones it has."""
+    missing = [column for column in columns if column not in runs]
+    if missing:
+        raise ValueError(f"the runs have no column {missing}; their columns are {list(runs.columns)}")
+
+
+def require_method(runs: pd.DataFrame, name: str, column: str = "method") -> None:
+    """ValueError when no run of ``runs`` is ``name`` in ``column``, naming the values that would be accepted."""
+    accepted = list(dict.fromkeys(runs[column].dropna()))
+    if name not in accepted:
+        raise ValueError(f"baseline {name!r} has no runs; the {column}s run are {accepted}")
+
+
+def require_one_run_per_seed(runs: pd.DataFrame, keys: list[str]) -> None:
+    """ValueError when two runs share every one of ``keys`` (cell, method, seed): pairing by seed would silently keep
+    one of them, so the cell is missing a column that tells them apart."""
+    placed = runs.dropna(subset=keys)  # runs with no value in a key are in no cell, so pair with nothing
+    repeated = placed[placed.duplicated(subset=keys, keep=False)]
+    if not repeated.empty:
+        example = repeated[keys].drop_duplicates().head(3).to_dict("records")
+        raise ValueError(f"{len(repeated)} runs share their {keys}, e.g. {example}: a cell must hold one run per "
+                         f"method and seed (add the column that tells them apart to `by`)")
+
+
+def paired_seeds(cell: pd.DataFrame, method: str, baseline: str, metric: str, column: str = "method") -> list:
+    """The seeds at which both ``method`` and ``baseline`` have a value of ``metric`` in ``cell``."""
+    seeds = [set(cell.loc[(cell[column] == name) & cell[metric].notna(), "seed"]) for name in (method, baseline)]
+    return sorted(seeds[0] & seeds[1])
+
+
+def paired_verdict(row: pd.Series | dict) -> str:
+    """The sentence a report may say about one paired comparison (:func:`compare_paired`), computed from its numbers:
+    a method beats another only when the t-interval of the per-seed differences, mean ± resolvable, excludes 0."""
+    difference = row["paired difference (points)"]
+    resolution = row["resolvable difference (points)"]
+    name, _, base = row["comparison"].partition(" − ")
+    if row["separated"]:
+        winner, loser = (name, base) if difference > 0 else (base, name)
+        return f"{winner} beats {loser} by {abs(difference):.1f} points (paired interval excludes 0)"
+    shown = "" if math.isnan(resolution) else f", resolvable ±{resolution:.1f}"
+    return f"the difference ({difference:+.1f} points{shown}) is below what this experiment resolves"
+
+
+def paired_reading(row: pd.Series | dict) -> str:
+    """One word for a paired comparison: "helps" / "hurts" when its interval excludes 0 from above / below,
+    else "ties"."""
+    if not row["separated"]:
+        return "ties"
+    return "helps" if row["paired difference (points)"] > 0 else "hurts"
+
+
+def regime_line(cell: pd.DataFrame, task: str, method: str, baseline: str, metric: str) -> dict | None:
+    """One comparison of a regime map: :func:`compare_paired` in one cell, both sides as mean ± CI over the paired
+    seeds (so that their difference is the paired difference), the verdict and the reading; None with no pair."""
+    line = compare_paired(cell, task, method, baseline, metric)
+    if line is None:
+        return None
+    seeds = paired_seeds(cell, method, baseline, metric)
+    for side, name in (("method", method), ("baseline", baseline)):
+        side_runs = cell[(cell["method"] == name) & cell["seed"].isin(seeds)]
+        line[side] = format_mean_ci(side_runs[metric])
+    line["verdict"] = paired_verdict(line)
+    line["reading"] = paired_reading(line)
+    return line
+
+
+def regime_comparisons(runs: pd.DataFrame, baseline: str = "KD", metric: str = "test/accuracy",
+                       by: Iterable[str] | str = REGIME_CELL) -> pd.DataFrame:
+    """The regime map as a table: in every cell of ``by`` (per task), each method against ``baseline``, paired by seed.
+
+    A line per (task, cell, method ≠ ``baseline``) with a run at a seed ``baseline`` also ran in that cell: the mean
+    per-seed difference d̄ = mean_s(method_s − baseline_s) in points, the resolvable difference
+    t_{0.975, n−1} · s_d / √n, whether the interval d̄ ± that excludes 0 ("separated"), the number of pairs n,
+    both sides as mean ± CI over those seeds, a verdict (:func:`paired_verdict`) and a reading
+    ("helps" / "hurts" / "ties"). Runs with no value in a ``by`` column (a student with no teacher) are in no cell.
+    Raises ValueError when a column or the baseline is missing, or when a cell holds two runs of one method and seed.
+    """
+    by = _cell_columns(by)
+    require_columns(runs, ["task", "method", "seed", metric, *by])
+    require_method(runs, baseline)
+    require_one_run_per_seed(runs, ["task", *by, "method", "seed"])
+    lines = []
+    for keys, cell in runs.groupby(["task", *by], sort=False):
+        task, cell_values = keys[0], dict(zip(by, keys[1:]))
+        for method in ordered_methods(m for m in cell["method"] if m != baseline):
+            line = regime_line(cell, task, method, baseline, metric)
+            if line is not None:
+                lines.append({"task": task, **cell_values, **{k: v for k, v in line.items() if k != "task"}})
+    return pd.DataFrame(lines, columns=["task", *by, *REGIME_COLUMNS])
+
+
+def paired_seed_differences(runs: pd.DataFrame, baseline: str = "KD", metric: str = "test/accuracy",
+                            by: Iterable[str] | str = REGIME_CELL, column: str = "method") -> pd.DataFrame:
+    """Every seed's difference to ``baseline`` in its cell: 100 · (method_s − baseline_s) in points, one line per
+    (task, cell of ``by``, ``column`` value ≠ ``baseline``, seed both ran); what :func:`regime_comparisons` averages
+    and :func:`mmkd_core.plots.gain_over_baseline` draws. Columns: task (when ``runs`` has one), ``by``, ``column``,
+    seed, "difference (points)"."""
+    by = _cell_columns(by)
+    cell = (["task"] if "task" in runs else []) + by
+    require_columns(runs, [column, "seed", metric, *by])
+    require_method(runs, baseline, column)
+    require_one_run_per_seed(runs, [*cell, column, "seed"])
+    scored = runs.dropna(subset=[metric, *cell])  # merge would pair a NaN cell with another NaN cell
+    reference = scored[scored[column] == baseline][[*cell, "seed", metric]].rename(columns={metric: "_baseline"})
+    others = scored[scored[column] != baseline][[*cell, column, "seed", metric]]
+    paired = others.merge(reference, on=[*cell, "seed"], how="inner")  # only the seeds both sides ran
+    paired["difference (points)"] = 100 * (paired[metric] - paired["_baseline"])
+    return paired[[*cell, column, "seed", "difference (points)"]].reset_index(drop=True)

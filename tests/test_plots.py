@@ -3,12 +3,14 @@ colour scales, and byte-identical PNGs from identical inputs (no unseeded bootst
 from __future__ import annotations
 
 import io
+import math
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.collections import PathCollection  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
@@ -123,3 +125,28 @@ def test_lines_with_ci_on_numbers_draws_at_the_values_and_stays_deterministic():
     second = plots.lines_with_ci(frame, x="k", hue="method", y="accuracy", xlabel="k", ylabel="accuracy")
     assert len(first.axes) == 1 and list(first.axes[0].get_xticks()) == [1, 5]
     assert _png(first) == _png(second)
+
+
+def test_lines_with_ci_log_x_keeps_points_at_their_values_with_plain_ticks():
+    rows = [300, 1000, 6000]
+    frame = pd.DataFrame([{"teacher": teacher, "rows": n, "accuracy": base + 0.01 * seed + 0.001 * i}
+                          for teacher, base in (("pretrained", 0.8), ("from scratch", 0.5))
+                          for i, n in enumerate(rows) for seed in range(3)])
+    fig = plots.lines_with_ci(frame, x="rows", hue="teacher", y="accuracy", xlabel="labelled rows",
+                              ylabel="accuracy", log_x=True)
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log"
+    drawn = np.concatenate([*(c.get_offsets()[:, 0] for c in ax.collections if isinstance(c, PathCollection)),
+                            *(line.get_xdata() for line in ax.lines)])
+    nearest = np.array([min(rows, key=lambda n: abs(math.log(x / n))) for x in drawn])
+    assert np.all(np.abs(drawn / nearest - 1) < 0.05)  # within 5% of its x, in ratio
+    assert len(set(np.round(drawn, 6))) == 2 * len(rows)  # the two lanes apart at every x
+    assert list(ax.get_xticks()) == rows
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["300", "1,000", "6,000"]
+    assert isinstance(ax.xaxis.get_minor_formatter(), NullFormatter)
+    plt.close(fig)
+    with pytest.raises(ValueError, match="log_x"):
+        plots.lines_with_ci(frame, x="rows", hue="teacher", y="accuracy", xlabel="", ylabel="", order=rows, log_x=True)
+    with pytest.raises(ValueError, match="above 0"):
+        plots.lines_with_ci(frame.assign(rows=0), x="rows", hue="teacher", y="accuracy", xlabel="", ylabel="",
+                            log_x=True)

@@ -176,10 +176,14 @@ def test_teachers_phase_takes_the_protocols_teachers(tmp_path):
     assert entries == fast.teachers()
     assert entries[0] == {"preset": "fast", "task": "ve"}
     assert {"preset": "fast", "task": "ve", "dataset_options": {"text_cue": 0.0}} in entries  # the knob sweep's
-    assert entries[-1]["two_tower"] == {"input_size": 64, "label_counts": [64, 256]}  # notebook 06's
+    assert entries[-3]["two_tower"] == {"input_size": 64, "label_counts": [64, 256]}  # notebook 06's
+    regime = fast.regime_protocol().experiment_config(fast.regimes.task)  # notebook 07's two teachers, last
+    assert entries[-2] == {"preset": "fast", "task": "ve", "dataset_options": regime.dataset_options,
+                           "teacher_rows": regime.teacher_rows, "teacher_method": "ce_views"}
+    assert entries[-1] == {**entries[-2], "two_tower": {"input_size": 64, "label_counts": []}}
     # the committed plan prepares exactly what the embedded protocol's notebooks load
     assert reproduce.load_teachers(reproduce.REPO / "reproduce.yaml") == Protocol.embedded().teachers()
-    assert len(Protocol.embedded().teachers()) == 9
+    assert len(Protocol.embedded().teachers()) == 11  # 9 for notebooks 02-06, 2 for notebook 07
     plan.write_text("teachers: embedded\nnotebooks: []\n")
     with pytest.raises(ValueError, match=r"'teachers' must be \{protocol: NAME\} or a list"):
         reproduce.load_teachers(plan)

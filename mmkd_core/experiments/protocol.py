@@ -27,11 +27,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from ..data.shapes import ShapesConfig
+from ..data.shapes import ShapesConfig, benchmark_options
 from ..models.vision import TinyVisionSizes
 from ..reporting import is_fast
 from ..training.methods import GRAM_TEMPERATURE
 from .multimodal import PRESETS, Experiment, ExperimentConfig, setup
+from .regimes import PRETRAINED, RegimeStudy
 from .vision import ALL_LABELS, LabelEfficiencyConfig
 
 
@@ -111,12 +112,21 @@ class Protocol:
         gram_temperature: the softmax temperature of the Gram's inputs.
         tasks: the benchmark variants of Table 1 (notebook 04), ``ce3_tasks`` those with the CE×3 + KD row.
         knob_sweep: notebook 03's sweep of one benchmark knob (:class:`KnobSweep`).
+        benchmark: the shapes benchmark's named setting (:data:`~mmkd_core.data.shapes.BENCHMARKS`): ``"v1"``, every
+            label needs both modalities (cues aside); ``"v2"``, part of each label is readable from one modality
+            through its content, and memes carries label noise that caps it below 100%.
         disjoint_splits: the shapes benchmark's validation and test rows share no scene with the pool or each other
             (:mod:`mmkd_core.data.shapes`, "Disjoint splits"); off in protocol v2, whose splits repeat some pool rows.
         meta_rows: where MSD's meta-learned weights learn: ``None``, the validation split (protocol v2, not held
             out); n, the last n of the students' labelled rows (:attr:`~.multimodal.ExperimentConfig.meta_rows`).
         student_warmup_epochs: the students' warm-up in passes over their own rows; ``None``: 10% of the step cap
             (protocol v2, :attr:`~.multimodal.ExperimentConfig.student_warmup_epochs`).
+        student_min_steps: a floor in optimiser steps under every student's early stopping, the same for every
+            method (:attr:`~.multimodal.ExperimentConfig.student_min_steps`); ``None``: the preset's (none).
+        teacher_rows: the teacher's own labelled rows, apart from the students' pool
+            (:attr:`~.multimodal.ExperimentConfig.teacher_rows`); ``None``: the teacher learns from the pool.
+        teacher_method: how the teacher trains (:attr:`~.multimodal.ExperimentConfig.teacher_method`); ``None``: the
+            preset's (``ce_modality_dropout``, one random view per sample).
         teacher_seeds, teacher_seed_tasks: on these tasks, one teacher per seed (protocol v3: three on ve), and
             student seed s distils teacher s mod their number, so a claim averages over teachers as well as
             students; empty: one teacher (the preset's seed) everywhere, as in protocol v2.
@@ -140,9 +150,13 @@ class Protocol:
     tasks: tuple[str, ...] = ("ve", "nlvr", "memes")
     ce3_tasks: tuple[str, ...] = ("ve",)
     knob_sweep: KnobSweep = KnobSweep()
+    benchmark: str = "v1"
     disjoint_splits: bool = False
     meta_rows: int | None = None
     student_warmup_epochs: float | None = None
+    student_min_steps: int | None = None
+    teacher_rows: int | None = None
+    teacher_method: str | None = None
     teacher_seeds: tuple[int, ...] = ()
     teacher_seed_tasks: tuple[str, ...] = ("ve",)
     task_options: dict = dataclasses.field(default_factory=dict)
@@ -151,6 +165,7 @@ class Protocol:
     knob_study: KnobStudy = KnobStudy()
     label_efficiency: LabelEfficiencyStudy = LabelEfficiencyStudy()
     pretraining: PretrainingCurve = PretrainingCurve()
+    regimes: RegimeStudy = RegimeStudy()
 
     def __post_init__(self):
         if self.preset not in PRESETS:
@@ -186,7 +201,13 @@ class Protocol:
                                         epochs=1),
                    label_efficiency=LabelEfficiencyStudy(config=vision, max_train=200, max_validation=60,
                                                          max_test=100),
-                   pretraining=PretrainingCurve(input_size=64, label_counts=(64, 256)))
+                   pretraining=PretrainingCurve(input_size=64, label_counts=(64, 256)),
+                   regimes=RegimeStudy(transfer_rows=(0, 100, None), learning_rates=(2e-3,), ce_learning_rates=(2e-3,),
+                                       input_size=64, settings={
+                                           "benchmark": "v2", "disjoint_splits": True, "teacher_rows": 128,
+                                           "teacher_method": "ce_views",
+                                           "student_min_steps": 8, "meta_rows": 16, "student_warmup_epochs": 2.0,
+                                           "tuning_seeds": (100,)}))
 
     @classmethod
     def gpu(cls) -> "Protocol":
@@ -233,6 +254,10 @@ class Protocol:
             changes[key] = value
         return dataclasses.replace(self, **changes)
 
+    def regime_protocol(self) -> "Protocol":
+        """This protocol under the regime study's settings (notebook 07: benchmark v2 and protocol v3's switches)."""
+        return self.replace(**self.regimes.settings)
+
     @property
     def main_task(self) -> str:
         """The task of notebooks 02, 03 and 06 by default (their ``task`` parameter), Table 1's first column."""
@@ -257,6 +282,20 @@ class Protocol:
         entries += [entry(self.main_task, n_train=n) for n in self.pretraining.label_counts if n != pool]
         entries.append({**entry(self.main_task), "two_tower": {"input_size": self.pretraining.input_size,
                                                              "label_counts": list(self.pretraining.label_counts)}})
+        entries += self.regime_teachers()
+        return entries
+
+    def regime_teachers(self) -> list[dict]:
+        """The teachers of notebook 07's regime map, as entries of the teachers phase: the from-scratch teacher of the
+        study's experiment and, when the study maps it, the two-tower teacher of the same rows."""
+        study = self.regimes
+        config = self.regime_protocol().experiment_config(study.task)
+        own = {"preset": self.preset, "task": study.task, "dataset_options": dict(config.dataset_options),
+               **{field: getattr(config, field) for field in ("teacher_rows", "teacher_method")
+                  if getattr(config, field) != getattr(ExperimentConfig, field)}}
+        entries = [own]
+        if PRETRAINED in study.teachers:
+            entries.append({**own, "two_tower": {"input_size": study.input_size, "label_counts": []}})
         return entries
 
     def teacher_seeds_for(self, task: str) -> tuple[int | None, ...]:
@@ -265,9 +304,10 @@ class Protocol:
 
     def shapes_options(self, options: dict | None = None, task: str | None = None) -> dict:
         """The shapes benchmark's options under this protocol for ``task`` (None: the task in ``options``):
-        the protocol's own (``disjoint_splits`` when on, then ``task_options``), then ``options``."""
+        the protocol's own (its ``benchmark``'s, ``disjoint_splits`` when on, then ``task_options``), then ``options``."""
         task = task or (options or {}).get("task")
-        own = {**({"disjoint_splits": True} if self.disjoint_splits else {}), **self.task_options.get(task, {})}
+        own = {**benchmark_options(self.benchmark, task), **({"disjoint_splits": True} if self.disjoint_splits else {}),
+               **self.task_options.get(task, {})}
         return {**own, **(options or {})}
 
     def experiment_config(self, task: str = "ve", dataset: str = "shapes", data_root: str | None = None,
@@ -277,6 +317,10 @@ class Protocol:
         n_labelled = changes.pop("n_labelled", None)
         changes.setdefault("meta_rows", self.meta_rows)  # None: the preset's (validation)
         changes.setdefault("student_warmup_epochs", self.student_warmup_epochs)  # None: the preset's (10% of the cap)
+        changes.setdefault("student_min_steps", self.student_min_steps)  # None: the preset's (no step floor)
+        changes.setdefault("teacher_method", self.teacher_method)  # None: the preset's
+        if dataset == "shapes":
+            changes.setdefault("teacher_rows", self.teacher_rows)
         if dataset == "shapes":
             dataset_options = self.shapes_options(dataset_options, task)
         return ExperimentConfig.preset(self.preset, task, dataset=dataset, data_root=data_root,
