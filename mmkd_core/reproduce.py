@@ -95,16 +95,16 @@ def plan_reports(config_path: Path) -> str | None:
     return str(REPO / folder) if folder else None
 
 
-def load_teachers(config_path: Path) -> list[dict]:
+def load_teachers(config_path: Path, notebooks=None) -> list[dict]:
     """The plan's optional ``teachers``: experiments whose teachers are trained up front, in parallel.
 
     ``{protocol: NAME}`` takes every teacher the notebooks train under that protocol (:meth:`Protocol.teachers`,
-    so the list is never typed twice); an explicit list of ``{preset: ..., task: ..., ...}`` entries is also
-    accepted."""
+    so the list is never typed twice), or with ``notebooks`` (``--only``'s numbers) those that these notebooks load;
+    an explicit list of ``{preset: ..., task: ..., ...}`` entries is also accepted (and taken whole)."""
     plan = yaml.safe_load(config_path.read_text())
     entries = plan.get("teachers", []) if isinstance(plan, dict) else []
     if isinstance(entries, dict) and set(entries) == {"protocol"}:
-        return Protocol.named(entries["protocol"]).teachers()
+        return Protocol.named(entries["protocol"]).teachers(notebooks)
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
         raise ValueError(f"{config_path}: 'teachers' must be {{protocol: NAME}} or a list of "
                          f"{{preset: ..., task: ..., ...}} entries, got {entries!r}")
@@ -311,7 +311,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     reports = Path(args.reports or plan_reports(config_path) or REPO / "reports")
-    teachers = load_teachers(config_path)
+    teachers = load_teachers(config_path, args.only or None)
     if args.only and not set(args.only) & set(TEACHER_NOTEBOOKS):
         teachers = []  # none of the notebooks asked for distils from them
     for line in plan_lines(config_path, plan, teachers, reports):

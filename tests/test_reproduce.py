@@ -187,3 +187,16 @@ def test_teachers_phase_takes_the_protocols_teachers(tmp_path):
     plan.write_text("teachers: embedded\nnotebooks: []\n")
     with pytest.raises(ValueError, match=r"'teachers' must be \{protocol: NAME\} or a list"):
         reproduce.load_teachers(plan)
+
+
+def test_only_prepares_the_teachers_of_the_notebooks_it_runs(tmp_path):
+    """--only 07 trains the regime map's two teachers, not the nine of notebooks 02-06 (and the other way round)."""
+    from mmkd_core.experiments import Protocol
+
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("teachers: {protocol: embedded}\nnotebooks: []\n")
+    embedded = Protocol.embedded()
+    assert reproduce.load_teachers(plan, ["00", "07"]) == embedded.regime_teachers()
+    assert reproduce.load_teachers(plan, ["03"]) == embedded.teachers()[:-2]
+    assert reproduce.load_teachers(plan, ["00"]) == []
+    assert reproduce.load_teachers(plan) == embedded.teachers(["02", "07"]) == embedded.teachers()

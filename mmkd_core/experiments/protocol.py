@@ -36,6 +36,10 @@ from .regimes import PRETRAINED, RegimeStudy
 from .vision import ALL_LABELS, LabelEfficiencyConfig
 
 
+SHARED_TEACHER_NOTEBOOKS = ("02", "03", "04", "06")  # the notebooks that load the teachers of Protocol.teachers()
+REGIME_NOTEBOOK = "07"  # the regime map, with teachers of its own (Protocol.regime_teachers())
+
+
 @dataclasses.dataclass(frozen=True)
 class KnobStudy:
     """Notebook 00: how much of the label each modality carries as its cue knob moves.
@@ -263,12 +267,19 @@ class Protocol:
         """The task of notebooks 02, 03 and 06 by default (their ``task`` parameter), Table 1's first column."""
         return self.tasks[0]
 
-    def teachers(self) -> list[dict]:
+    def teachers(self, notebooks=None) -> list[dict]:
         """Every teacher the notebooks train under this protocol with their default parameters, as entries of
         ``make reproduce``'s teachers phase (:func:`mmkd_core.runs.prepare_teachers`): one per task, one per
         other value of the knob sweep, the from-scratch teachers of the pretraining curve (the first ``n`` rows
         of the pool) and the pretrained two-tower teacher. Derived, never typed, so the phase prepares exactly
-        what the notebooks then load."""
+        what the notebooks then load. ``notebooks`` (numbers such as ``"03"``; None: every one): only the teachers those
+        notebooks load (02-06 share theirs; notebook 07's regime map has its own, :meth:`regime_teachers`)."""
+        wanted = None if notebooks is None else {str(number) for number in notebooks}
+        shared = wanted is None or bool(wanted & set(SHARED_TEACHER_NOTEBOOKS))
+        regime = [] if wanted is not None and REGIME_NOTEBOOK not in wanted else self.regime_teachers()
+        if not shared:
+            return regime
+
         def entry(task: str, **options) -> dict:
             options = self.shapes_options(options, task)
             return {"preset": self.preset, "task": task, **({"dataset_options": options} if options else {})}
@@ -282,8 +293,7 @@ class Protocol:
         entries += [entry(self.main_task, n_train=n) for n in self.pretraining.label_counts if n != pool]
         entries.append({**entry(self.main_task), "two_tower": {"input_size": self.pretraining.input_size,
                                                              "label_counts": list(self.pretraining.label_counts)}})
-        entries += self.regime_teachers()
-        return entries
+        return entries + regime
 
     def regime_teachers(self) -> list[dict]:
         """The teachers of notebook 07's regime map, as entries of the teachers phase: the from-scratch teacher of the
