@@ -29,6 +29,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import yaml
 
 from .reporting import REPRODUCE_ENV, figure_caption
@@ -239,6 +240,24 @@ def write_index(reports: Path, notebooks: list[str], timings: dict[str, float]) 
 
 
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
+REGIME_COLUMNS = ["teacher", "transfer rows", "comparison", "method", "baseline", "paired difference (points)",
+                  "resolvable difference (points)", "reading"]
+
+
+def regime_block(reports: Path, rel) -> list[str]:
+    """The README lines of notebook 07's regime map (its paired comparisons against KD, and its figure); none when
+    the map has not run."""
+    table = reports / "tables" / "07_regime_map.csv"
+    if not table.exists():
+        return []
+    regime = pd.read_csv(table)
+    lines = ["Where MSD and Gram help, hurt or tie against KD on benchmark v2 (notebook 07; differences paired by "
+             "seed, in points, with their resolvable difference):", "",
+             regime[[c for c in REGIME_COLUMNS if c in regime]].to_markdown(index=False), ""]
+    figure = reports / "figures" / "07_regime_map.png"
+    if figure.exists():
+        lines += [f"![regime map]({rel}/figures/{figure.name})", ""]
+    return lines
 
 
 def update_readme(readme: Path, reports: Path) -> bool:
@@ -262,6 +281,7 @@ def update_readme(readme: Path, reports: Path) -> bool:
     figure = reports / "figures" / "05_accuracy_vs_cost.png"
     if figure.exists():
         block += [f"![accuracy vs cost]({rel}/figures/{figure.name})", ""]
+    block += regime_block(reports, rel)
     block.append(README_END)
     start, end = text.index(README_START), text.index(README_END) + len(README_END)
     readme.write_text(text[:start] + "\n".join(block) + text[end:])

@@ -13,7 +13,7 @@ def test_the_study_runs_under_benchmark_v2_and_protocol_v3_whatever_the_notebook
     study = protocol.regime_protocol()
     config = study.experiment_config(protocol.regimes.task)
     assert config.dataset_options["text_evidence"] > 0 and config.dataset_options["disjoint_splits"] is True
-    assert config.teacher_rows == 6000 and config.teacher_method == "ce_views"
+    assert config.teacher_rows == 18000 and config.teacher_epochs == 60
     assert config.student_min_steps == 600 and config.meta_rows == 50
     assert not set(study.tuning_seeds) & set(study.seeds)  # tuning seeds apart from the evaluation seeds
     assert "text_evidence" not in protocol.experiment_config("ve").dataset_options  # notebooks 02-06 keep v1
@@ -69,3 +69,4 @@ def test_premises_in_points():
     assert line["text-only − cue ceiling (points)"] == pytest.approx(15.0)
     assert line["image-only − cue ceiling (points)"] == pytest.approx(10.0)
     assert line["joint − best single view (points)"] == pytest.approx(25.0)
+    assert line["kept epoch / trained epochs"] == "None / None"  # a teacher row without them

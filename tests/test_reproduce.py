@@ -179,7 +179,7 @@ def test_teachers_phase_takes_the_protocols_teachers(tmp_path):
     assert entries[-3]["two_tower"] == {"input_size": 64, "label_counts": [64, 256]}  # notebook 06's
     regime = fast.regime_protocol().experiment_config(fast.regimes.task)  # notebook 07's two teachers, last
     assert entries[-2] == {"preset": "fast", "task": "ve", "dataset_options": regime.dataset_options,
-                           "teacher_rows": regime.teacher_rows, "teacher_method": "ce_views"}
+                           "teacher_rows": regime.teacher_rows}
     assert entries[-1] == {**entries[-2], "two_tower": {"input_size": 64, "label_counts": []}}
     # the committed plan prepares exactly what the embedded protocol's notebooks load
     assert reproduce.load_teachers(reproduce.REPO / "reproduce.yaml") == Protocol.embedded().teachers()

@@ -203,6 +203,13 @@ def test_readme_results_block_is_copied_from_reports(tmp_path):
     assert reproduce.update_readme(readme, reports) is True
     text = readme.read_text()
     assert "| KD | 61.2 ± 0.4 |" in text and "old" not in text and text.endswith("tail\n")
+    assert "regime map" not in text  # notebook 07 has not run
+    pd.DataFrame([{"task": "ve", "teacher": "from scratch", "transfer rows": 0, "comparison": "Gram − KD",
+                   "paired difference (points)": 1.5, "resolvable difference (points)": 0.9, "separated": True,
+                   "reading": "helps"}]).to_csv(reports / "tables" / "07_regime_map.csv", index=False)
+    assert reproduce.update_readme(readme, reports) is True
+    text = readme.read_text()
+    assert "Gram − KD" in text and "helps" in text and "separated" not in text and text.endswith("tail\n")
 
 
 def test_teacher_key_ignores_student_settings_and_sees_the_teacher_pool():

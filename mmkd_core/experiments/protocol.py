@@ -131,6 +131,8 @@ class Protocol:
             (:attr:`~.multimodal.ExperimentConfig.teacher_rows`); ``None``: the teacher learns from the pool.
         teacher_method: how the teacher trains (:attr:`~.multimodal.ExperimentConfig.teacher_method`); ``None``: the
             preset's (``ce_modality_dropout``, one random view per sample).
+        teacher_epochs: the teacher's epoch cap (:attr:`~.multimodal.ExperimentConfig.teacher_epochs`); ``None``: the
+            preset's.
         teacher_seeds, teacher_seed_tasks: on these tasks, one teacher per seed (protocol v3: three on ve), and
             student seed s distils teacher s mod their number, so a claim averages over teachers as well as
             students; empty: one teacher (the preset's seed) everywhere, as in protocol v2.
@@ -161,6 +163,7 @@ class Protocol:
     student_min_steps: int | None = None
     teacher_rows: int | None = None
     teacher_method: str | None = None
+    teacher_epochs: int | None = None
     teacher_seeds: tuple[int, ...] = ()
     teacher_seed_tasks: tuple[str, ...] = ("ve",)
     task_options: dict = dataclasses.field(default_factory=dict)
@@ -209,7 +212,6 @@ class Protocol:
                    regimes=RegimeStudy(transfer_rows=(0, 100, None), learning_rates=(2e-3,), ce_learning_rates=(2e-3,),
                                        input_size=64, settings={
                                            "benchmark": "v2", "disjoint_splits": True, "teacher_rows": 128,
-                                           "teacher_method": "ce_views",
                                            "student_min_steps": 8, "meta_rows": 16, "student_warmup_epochs": 2.0,
                                            "tuning_seeds": (100,)}))
 
@@ -300,9 +302,10 @@ class Protocol:
         study's experiment and, when the study maps it, the two-tower teacher of the same rows."""
         study = self.regimes
         config = self.regime_protocol().experiment_config(study.task)
+        preset = ExperimentConfig.preset(self.preset, study.task)
         own = {"preset": self.preset, "task": study.task, "dataset_options": dict(config.dataset_options),
-               **{field: getattr(config, field) for field in ("teacher_rows", "teacher_method")
-                  if getattr(config, field) != getattr(ExperimentConfig, field)}}
+               **{field: getattr(config, field) for field in ("teacher_rows", "teacher_method", "teacher_epochs")
+                  if getattr(config, field) != getattr(preset, field)}}  # the fields the study changes
         entries = [own]
         if PRETRAINED in study.teachers:
             entries.append({**own, "two_tower": {"input_size": study.input_size, "label_counts": []}})
@@ -329,6 +332,7 @@ class Protocol:
         changes.setdefault("student_warmup_epochs", self.student_warmup_epochs)  # None: the preset's (10% of the cap)
         changes.setdefault("student_min_steps", self.student_min_steps)  # None: the preset's (no step floor)
         changes.setdefault("teacher_method", self.teacher_method)  # None: the preset's
+        changes.setdefault("teacher_epochs", self.teacher_epochs)
         if dataset == "shapes":
             changes.setdefault("teacher_rows", self.teacher_rows)
         if dataset == "shapes":
