@@ -348,3 +348,21 @@ def test_bad_evidence_options_and_benchmark_names_are_clear_errors():
     with pytest.raises(ValueError, match="unknown shapes benchmark 'v9'.*accepted: \\['v1', 'v2'\\]"):
         shapes.benchmark_options("v9", "ve")
     assert shapes.benchmark_options("v1", "memes") == {} and shapes.benchmark_options("v2", "memes")["label_noise"] > 0
+
+
+def _load_in_another_process(root: str) -> list:
+    return load("shapes", "train", root=root, n_train=600, n_validation=10, n_test=10)["text"]
+
+
+def test_two_processes_generating_one_split_at_once_both_get_it_whole(tmp_path):
+    """The teachers phase's workers may generate the same split at the same moment: each writes its own folder and
+    renames it into place, so neither reads a file the other is rewriting (that killed a worker with SIGBUS)."""
+    import concurrent.futures
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(2, mp_context=context) as pool:
+        texts = list(pool.map(_load_in_another_process, [str(tmp_path)] * 2))
+    assert texts[0] == texts[1] and len(texts[0]) == 600
+    folders = [p.name for p in (tmp_path / "shapes").iterdir()]
+    assert len(folders) == 1 and not [p for p in (tmp_path / "shapes" / folders[0]).iterdir() if ".tmp" in p.name]

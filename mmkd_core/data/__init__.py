@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -73,9 +74,27 @@ def load_shapes(split: str, root=None, cache: bool = True, **options: Any) -> da
                                          features=shapes_features(config.labels, config.disjoint_splits,
                                                                    config.text_evidence > 0 or config.image_evidence > 0))
     if cache:
-        dataset.save_to_disk(str(folder))
+        publish(dataset, folder)
         dataset = datasets.load_from_disk(str(folder))
     return dataset
+
+
+def publish(dataset: datasets.Dataset, folder: Path) -> None:
+    """Save ``dataset`` to ``folder`` atomically: written to a folder of this process's own, then renamed into place.
+
+    Two processes that generate the same split at once (the teachers phase's workers) must not write into one folder:
+    a process that memory-maps the Arrow file while the other rewrites it dies of SIGBUS, with no traceback. Both write
+    the same rows; the first rename wins and the other's copy is dropped."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = folder.with_name(f"{folder.name}.tmp{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    dataset.save_to_disk(str(staging))
+    if folder.exists() and not (folder / "dataset_info.json").exists():
+        shutil.rmtree(folder, ignore_errors=True)  # a partial folder from an interrupted older writer
+    try:
+        os.rename(staging, folder)
+    except OSError:  # another process published it first: the same rows (generation is deterministic)
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 from . import real  # noqa: E402,F401  (registers the official-layout loaders)
