@@ -13,22 +13,25 @@ Nothing is downloaded: the files must already be where the layouts below say. Ev
 cheaply, that each referenced image file exists (``os.path.isfile``, no open) so that a wrong root
 fails at load time with the path and the expected layout, not in the middle of an epoch.
 
-Splits: ``train`` / ``validation`` / ``test`` map to each release's own train / dev / public-test files.
+Splits: ``train`` / ``validation`` / ``test`` map to each release's own train / dev / public-test files
+(easy-VQA has no dev file: its ``validation`` is carved from the official train split, by image).
 
-Registered names: ``hateful_memes``, ``snli_ve``, ``nlvr``, ``nlvr2``.
+Registered names: ``hateful_memes``, ``snli_ve``, ``nlvr``, ``nlvr2``, ``easy_vqa``.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from pathlib import Path
 from typing import Any, Iterator
 
 import datasets
+import numpy as np
 from PIL import Image as PILImage
 
 from .registry import check_split, register
-from .options import bool_option, choice_option, path_option
+from .options import bool_option, choice_option, float_option, int_option, path_option
 
 from ..labels import MISSING_LABEL
 
@@ -78,6 +81,17 @@ NLVR2_LAYOUT = """\
     ├── dev/dev-<set>-<pair>-img0.png, ...-img1.png
     └── test1/test1-<set>-<pair>-img0.png, ...-img1.png
 each line: {"sentence": "...", "label": "True", "identifier": "dev-850-0-0", "directory": 23, ...}"""
+
+EASY_VQA_LAYOUT = """\
+<root>/                        (default: easy_vqa/data/ of the installed easy-vqa==1.0 package)
+├── answers.txt                (the 13 answers, one per line, in label order)
+├── train/
+│   ├── questions.json         (splits "train" and "validation", carved by image)
+│   └── images/<image_id>.png
+└── test/
+    ├── questions.json         (split "test")
+    └── images/<image_id>.png
+questions.json: one JSON list of [question, answer, image_id] triples, e.g. ["what color is the shape?", "blue", 0]"""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -458,6 +472,166 @@ def load_nlvr2(split: str, root=None, image_dir: str | os.PathLike | None = None
         return _build(columns, features, "nlvr2", path)
     features = _features(NLVR2_LABELS, extra, image_columns=("image_left", "image_right"))
     return _build(columns, features, "nlvr2", path).with_transform(_add_concatenated_image)
+
+
+# ----------------------------------------------------------------------------------------------
+# easy-VQA (synthetic shapes; PyPI easy-vqa==1.0, MIT)
+# ----------------------------------------------------------------------------------------------
+# Every answer of the release, by question type (answers.txt spells the colour "gray").
+EASY_VQA_ANSWER_TYPES = {"yes/no": ("yes", "no"), "shape": ("circle", "rectangle", "triangle"),
+                         "colour": ("black", "blue", "brown", "gray", "green", "red", "teal", "yellow")}
+EASY_VQA_SPLIT_DIRS = {"train": "train", "validation": "train", "test": "test"}  # no official dev split
+EASY_VQA_VALIDATION_IMAGES = 1 / 8  # default share of the official train images held out as "validation"
+EASY_VQA_STREAMS = {"validation": 0, "max_questions": 1}  # independent random streams drawn from one seed
+
+
+def _easy_vqa_root(root: str | os.PathLike | None) -> Path:
+    """``root``, or the ``data/`` folder of the installed easy-vqa package (located without importing it)."""
+    if root is not None:
+        return _require_root(root, "easy_vqa", EASY_VQA_LAYOUT)
+    spec = importlib.util.find_spec("easy_vqa")
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError("easy_vqa: no root= given and the easy-vqa package is not installed; run "
+                         "`pip install easy-vqa==1.0` (or `make venv`, which installs the project's extras) or pass "
+                         f"root=<folder with the official files>; expected layout:\n{EASY_VQA_LAYOUT}")
+    return _require_root(Path(list(spec.submodule_search_locations)[0]) / "data", "easy_vqa", EASY_VQA_LAYOUT)
+
+
+def _easy_vqa_answers(folder: Path) -> dict[str, str]:
+    """answer -> its type (``yes/no``, ``shape`` or ``colour``), in the order of ``answers.txt`` (the label order)."""
+    path = _require_file(folder / "answers.txt", "easy_vqa", EASY_VQA_LAYOUT)
+    answers = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not answers:
+        raise ValueError(f"easy_vqa: {path} holds no answers; expected one answer per line; "
+                         f"expected layout:\n{EASY_VQA_LAYOUT}")
+    repeated = sorted({answer for answer in answers if answers.count(answer) > 1})
+    if repeated:
+        raise ValueError(f"easy_vqa: {path} lists {repeated} more than once; each answer is one class")
+    types = {answer: kind for kind, words in EASY_VQA_ANSWER_TYPES.items() for answer in words}
+    untyped = [answer for answer in answers if answer not in types]
+    if untyped:
+        raise ValueError(f"easy_vqa: {path} holds answers {untyped} that are neither yes/no, a shape nor a colour; "
+                         f"accepted: {EASY_VQA_ANSWER_TYPES}")
+    return {answer: types[answer] for answer in answers}
+
+
+def _easy_vqa_questions(path: Path, answers: dict[str, str]) -> list[tuple[int, str, str, int]]:
+    """(position in the file, question, answer, image id) of every triple; a bad triple names file and position."""
+    with open(path, encoding="utf-8") as handle:
+        try:
+            entries = json.load(handle)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"easy_vqa: {path} is not valid JSON ({err.msg}, line {err.lineno}, "
+                             f"column {err.colno})") from None
+    if not isinstance(entries, list):
+        raise ValueError(f"easy_vqa: {path} holds a JSON {type(entries).__name__}, not a list of "
+                         f"[question, answer, image_id] triples; expected layout:\n{EASY_VQA_LAYOUT}")
+    rows = []
+    for position, entry in enumerate(entries):
+        # type(...) is int: a bool is not an image id, nor is 3.0 or "3"
+        if not (isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], str)
+                and isinstance(entry[1], str) and type(entry[2]) is int and entry[2] >= 0):
+            raise ValueError(f"easy_vqa: {path}, item {position} (counting from 0) is not a "
+                             f"[question, answer, image_id] triple of (str, str, int >= 0): {json.dumps(entry)[:120]}")
+        question, answer, image_id = entry
+        if answer not in answers:
+            raise ValueError(f"easy_vqa: {path}, item {position} (counting from 0): unknown answer {answer!r}; "
+                             f"accepted (answers.txt): {list(answers)}")
+        rows.append((position, question, answer, image_id))
+    if not rows:
+        raise ValueError(f"easy_vqa: {path} holds no examples")
+    return rows
+
+
+def _easy_vqa_validation_images(image_ids: list[int], share: float, seed: int) -> set[int]:
+    """The train images held out as validation: the first ``round(share * n)`` (at least one when ``share > 0``)
+    of a seeded permutation of the ``n`` distinct image ids, sorted first so the file's order does not matter."""
+    distinct = sorted(set(image_ids))
+    count = max(1, round(share * len(distinct))) if share > 0 else 0
+    if count >= len(distinct):
+        raise ValueError(f"easy_vqa: validation_images={share!r} holds out {count} of the {len(distinct)} train "
+                         "images and leaves none for split 'train'; accepted: a smaller share")
+    order = np.random.default_rng([seed, EASY_VQA_STREAMS["validation"]]).permutation(len(distinct))
+    return {distinct[k] for k in order[:count]}
+
+
+@register("easy_vqa")
+def load_easy_vqa(split: str, root=None, validation_images: float = EASY_VQA_VALIDATION_IMAGES, seed: int = 0,
+                  max_questions: int | None = None, **options: Any) -> datasets.Dataset:
+    """easy-VQA (Victor Zhou, PyPI ``easy-vqa==1.0``, MIT): questions about one shape in a 64x64 image.
+
+    ::
+
+        <root>/                      default: easy_vqa/data/ of the installed package
+        ├── answers.txt              the 13 answers, one per line (the label order)
+        ├── train/questions.json     train and validation (4,000 images, 38,575 questions)
+        ├── train/images/<image_id>.png
+        ├── test/questions.json      test (1,000 other images, 9,673 questions)
+        └── test/images/<image_id>.png
+
+    ``root=None`` reads the installed package's files (``pip install easy-vqa==1.0``; the ``pretrained``
+    extra installs it). Each ``questions.json`` is one JSON list of ``[question, answer, image_id]``.
+
+    The release has no dev split, so ``validation`` is carved from the official train split **by image**:
+    the distinct train image ids, sorted, are permuted with ``seed`` and the first
+    ``round(validation_images * n)`` (default 1/8: 500 of 4,000) go to ``validation`` with all their questions;
+    ``train`` keeps the other images' questions. No image is in both, and together they are the official train
+    split. ``validation_images=0`` gives ``train`` the whole official train split (``validation`` then refuses).
+    ``test`` is the official test split.
+
+    ``max_questions=n`` keeps ``n`` questions of the split (all when it has fewer): the first ``n`` of a
+    permutation seeded by ``seed``, kept in file order, so a smaller ``n`` keeps a subset of a larger one's rows.
+
+    ``text`` is the question; ``label`` is the answer, a ``ClassLabel`` over ``answers.txt`` in file order.
+    Extra columns: ``id`` (``"<official split>-<position in its questions.json>"``, e.g. ``"train-17"`` also for
+    a validation row: unique and stable across ``seed`` and ``max_questions``), ``image_id`` (as in the file;
+    train and test both number their images from 0, so an id names an image only within its official split)
+    and ``answer_type`` (``"yes/no"``, ``"shape"`` or ``"colour"``, from the answer).
+    """
+    _no_unknown_options("easy_vqa", options, ("validation_images", "seed", "max_questions"))
+    check_split(split)
+    path_option("root", root)
+    share = float_option("validation_images", validation_images, 0, 1, high_open=True)
+    seed = int_option("seed", seed, 0)
+    if max_questions is not None:
+        max_questions = int_option("max_questions", max_questions, 1)
+    folder = _easy_vqa_root(root)
+    answers = _easy_vqa_answers(folder)
+    official = EASY_VQA_SPLIT_DIRS[split]
+    path = _require_file(folder / official / "questions.json", "easy_vqa", EASY_VQA_LAYOUT)
+    rows = _easy_vqa_questions(path, answers)
+    # Every image of the file is checked, not only the rows kept: the same files pass or fail whatever the split,
+    # seed or max_questions. One stat() per distinct image (4,000 for train), not per question.
+    images: dict[int, str] = {}
+    for position, _, _, image_id in rows:
+        if image_id not in images:
+            image = folder / official / "images" / f"{image_id}.png"
+            if not image.is_file():
+                raise FileNotFoundError(f"easy_vqa: image {str(image)!r} (referenced by {path}, item {position} "
+                                        f"counting from 0) does not exist; expected layout:\n{EASY_VQA_LAYOUT}")
+            images[image_id] = str(image)
+    if split != "test":
+        held_out = _easy_vqa_validation_images([row[3] for row in rows], share, seed)
+        if split == "validation" and not held_out:
+            raise ValueError("easy_vqa: validation_images=0 holds out no train image, so split 'validation' is "
+                             "empty; accepted for 'validation': a share in (0, 1), e.g. 1/8 (the default)")
+        rows = [row for row in rows if (row[3] in held_out) == (split == "validation")]
+    if max_questions is not None and max_questions < len(rows):
+        order = np.random.default_rng([seed, EASY_VQA_STREAMS["max_questions"]]).permutation(len(rows))
+        rows = [rows[k] for k in sorted(order[:max_questions])]
+    labels = tuple(answers)
+    label_of = {answer: k for k, answer in enumerate(labels)}
+    columns: dict[str, list[Any]] = {"image": [], "text": [], "label": [], "id": [], "image_id": [],
+                                     "answer_type": []}
+    for position, question, answer, image_id in rows:
+        columns["image"].append(images[image_id])
+        columns["text"].append(question)
+        columns["label"].append(label_of[answer])
+        columns["id"].append(f"{official}-{position}")
+        columns["image_id"].append(str(image_id))
+        columns["answer_type"].append(answers[answer])
+    extra = {"image_id": datasets.Value("string"), "answer_type": datasets.Value("string")}
+    return _build(columns, _features(labels, extra), "easy_vqa", path)
 
 
 def _no_unknown_options(dataset: str, options: dict[str, Any], accepted: tuple[str, ...]) -> None:
