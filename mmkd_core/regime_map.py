@@ -5,21 +5,32 @@ What a cell is, what the study's settings are and what its premises mean: :mod:`
 from __future__ import annotations
 
 import pandas as pd
-import torch
 
 from .experiments.multimodal import ExperimentConfig, ExperimentData
-from .experiments.regimes import CE_LABEL, TUNING_GRIDS, RegimeStudy, Teacher, spec, transfer_size
-from .runs import run_grid, tune
+from .experiments.regimes import CE_LABEL, TUNING_GRIDS, RegimeStudy, Teacher, transfer_size
+from .results import rows_frame
+from .runs import _cell_spec, run_grid, tune
+
+
+def base_spec(label: str) -> dict:
+    """The run_grid spec of one method of the map, before its grid's cell: its method, on the transfer set."""
+    return {"label": label, "method": TUNING_GRIDS[label]["method"], "data": "transfer"}
+
+
+def spec(label: str, cell: dict | None = None, transfer_rows: int | None = None) -> dict:
+    """The run_grid spec of one method of the map with the cell :func:`tune_method` chose (its ``config.`` axes
+    become student settings, as in :func:`mmkd_core.runs.tune`) and the transfer-set size."""
+    made = _cell_spec(base_spec(label), dict(cell or {}))
+    return {**made, "label": label, "config": {**made["config"], "transfer_rows": transfer_rows}}
 
 
 def tune_method(label: str, study: RegimeStudy, data: ExperimentData, config: ExperimentConfig, cache,
                 seeds, workers=None) -> tuple[dict, pd.DataFrame]:
     """One method's cell chosen on validation (:func:`mmkd_core.runs.tune`) over the learning rate × its knob, on the
     whole transfer set."""
-    base = TUNING_GRIDS[label]
-    grid = {"config.student_lr": study.learning_rates, **base["grid"]}
-    return tune({"label": label, "method": base["method"], "data": "transfer"}, grid, config, data, cache,
-                seeds=seeds, workers=workers, desc=f"{label}: tuning on validation")
+    grid = {"config.student_lr": study.learning_rates, **TUNING_GRIDS[label]["grid"]}
+    return tune(base_spec(label), grid, config, data, cache, seeds=seeds, workers=workers,
+                desc=f"{label}: tuning on validation")
 
 
 def tune_ce(study: RegimeStudy, data: ExperimentData, config: ExperimentConfig, seeds, workers=None
@@ -36,12 +47,11 @@ def run_map(study: RegimeStudy, data: ExperimentData, config: ExperimentConfig, 
     ``transfer rows``."""
     rows = []
     for teacher in teachers:
-        specs = [spec(label, chosen[teacher.name][label], size) | {"label": f"{label} @{size}"}
-                 for size in study.transfer_rows for label in study.methods]
+        # one grid per teacher, so its runs share one worker pool; each run's label names its (method, size) cell
+        cells = {f"{label} @{size}": (label, size) for size in study.transfer_rows for label in study.methods}
+        specs = [spec(label, chosen[teacher.name][label], size) | {"label": name} for name, (label, size) in cells.items()]
         for row in run_grid(specs, seeds, config, data, teacher.cache,
                             desc=f"regime map, {teacher.name} teacher", workers=workers):
-            label, _, size = row["method"].rpartition(" @")
-            kept = {k: v for k, v in row.items() if not isinstance(v, (pd.DataFrame, torch.nn.Module))}  # no logs
-            rows.append({**kept, "method": label, "teacher": teacher.name,
-                         "transfer rows": transfer_size(data, None if size == "None" else int(size))})
-    return pd.DataFrame(rows)
+            label, size = cells[row["method"]]
+            rows.append({**row, "method": label, "teacher": teacher.name, "transfer rows": transfer_size(data, size)})
+    return rows_frame(rows)  # without logs and models

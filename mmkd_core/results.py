@@ -125,12 +125,16 @@ def compare_paired(runs: pd.DataFrame, task: str, method: str, baseline: str, me
 
 def verdict(row: pd.Series | dict) -> str:
     """The sentence a report may say about one comparison, computed from its numbers."""
-    difference = row["difference (points)"]
-    resolution = row["resolvable difference (points)"]
-    name, _, base = row["comparison"].partition(" − ")
-    if not row["CIs overlap"]:
+    return _sentence(row["comparison"], row["difference (points)"], row["resolvable difference (points)"],
+                     separated=not row["CIs overlap"], why="intervals separate")
+
+
+def _sentence(comparison: str, difference: float, resolution: float, separated: bool, why: str) -> str:
+    """"<winner> beats <loser> by X points (<why>)" when ``separated``, else the difference and what resolves it."""
+    name, _, base = comparison.partition(" − ")
+    if separated:
         winner, loser = (name, base) if difference > 0 else (base, name)
-        return f"{winner} beats {loser} by {abs(difference):.1f} points (intervals separate)"
+        return f"{winner} beats {loser} by {abs(difference):.1f} points ({why})"
     shown = "" if math.isnan(resolution) else f", resolvable ±{resolution:.1f}"
     return f"the difference ({difference:+.1f} points{shown}) is below what this experiment resolves"
 
@@ -427,14 +431,8 @@ def paired_seeds(cell: pd.DataFrame, method: str, baseline: str, metric: str, co
 def paired_verdict(row: pd.Series | dict) -> str:
     """The sentence a report may say about one paired comparison (:func:`compare_paired`), computed from its numbers:
     a method beats another only when the t-interval of the per-seed differences, mean ± resolvable, excludes 0."""
-    difference = row["paired difference (points)"]
-    resolution = row["resolvable difference (points)"]
-    name, _, base = row["comparison"].partition(" − ")
-    if row["separated"]:
-        winner, loser = (name, base) if difference > 0 else (base, name)
-        return f"{winner} beats {loser} by {abs(difference):.1f} points (paired interval excludes 0)"
-    shown = "" if math.isnan(resolution) else f", resolvable ±{resolution:.1f}"
-    return f"the difference ({difference:+.1f} points{shown}) is below what this experiment resolves"
+    return _sentence(row["comparison"], row["paired difference (points)"], row["resolvable difference (points)"],
+                     separated=bool(row["separated"]), why="paired interval excludes 0")
 
 
 def paired_reading(row: pd.Series | dict) -> str:

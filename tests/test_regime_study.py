@@ -33,7 +33,9 @@ def test_a_study_names_what_it_accepts(bad, match):
 
 
 def test_a_spec_carries_the_chosen_cell_and_the_transfer_size():
-    made = regimes.spec("Gram", {"config.student_lr": 1e-3, "lam": 10.0}, transfer_rows=1000)
+    from mmkd_core import regime_map
+
+    made = regime_map.spec("Gram", {"config.student_lr": 1e-3, "lam": 10.0}, transfer_rows=1000)
     assert made == {"label": "Gram", "method": "gram", "kwargs": {"lam": 10.0}, "data": "transfer",
                     "config": {"student_lr": 1e-3, "transfer_rows": 1000}}
 

@@ -231,19 +231,23 @@ class ExperimentData:
             if isinstance(transfer_rows, bool) or not isinstance(transfer_rows, int) or transfer_rows < 0:
                 raise ValueError(f"transfer_rows must be None or an integer >= 0, got {transfer_rows!r}")
             if data == "transfer":
-                kept = len(self.train) - (len(self.meta) if learns_on_meta_data and self.meta is not None else 0)
                 end = min(len(self.pool), len(self.train) + transfer_rows)
-                return self.pool.first(end).hide_labels_after(kept)
+                return self.pool.first(end).hide_labels_after(self._labels_kept(learns_on_meta_data))
         if data == "all_labels":
             if learns_on_meta_data and self.meta is not None:
                 raise ValueError("student data 'all_labels' trains on every pool label, the meta rows' too: a method "
                                  "that learns on meta rows cannot hold them out there; use 'labelled' or 'transfer'")
             return self.pool
         if learns_on_meta_data and self.meta is not None:
-            kept = len(self.train) - len(self.meta)  # the meta rows are the last of the labelled ones
-            pool = self.pool
-            return pool.first(kept) if data == "labelled" else pool.hide_labels_after(kept)
+            kept = self._labels_kept(learns_on_meta_data)
+            return self.pool.first(kept) if data == "labelled" else self.pool.hide_labels_after(kept)
         return self.train if data == "labelled" else self.transfer
+
+    def _labels_kept(self, learns_on_meta_data: bool) -> int:
+        """How many of the first pool rows a student trains with their labels: the labelled rows, less the meta rows
+        (the last of them) for a method that learns on meta data."""
+        held_out = len(self.meta) if learns_on_meta_data and self.meta is not None else 0
+        return len(self.train) - held_out
 
     def meta_rows_for(self, learns_on_meta_data: bool):
         """What a method's meta step reads: the meta rows when the experiment has them, else (protocol v2) the

@@ -171,17 +171,6 @@ def premises(teachers: list[Teacher], ce_all_labels: pd.DataFrame, ceilings: dic
     return pd.DataFrame(lines)
 
 
-def spec(label: str, cell: dict | None = None, transfer_rows: int | None = None) -> dict:
-    """The run_grid spec of one method of the map, with the chosen cell of its grid (``config.`` axes become student
-    settings) and the transfer-set size."""
-    base = TUNING_GRIDS[label]
-    cell = dict(cell or {})
-    config = {k.removeprefix("config."): v for k, v in cell.items() if k.startswith("config.")}
-    kwargs = {k: v for k, v in cell.items() if not k.startswith("config.")}
-    return {"label": label, "method": base["method"], "kwargs": kwargs, "data": "transfer",
-            "config": {**config, "transfer_rows": transfer_rows}}
-
-
 def transfer_size(data: ExperimentData, transfer_rows: int | None) -> int:
     """The unlabelled rows a transfer-set student reads (None: the rest of the pool)."""
     rest = len(data.pool) - len(data.train)
