@@ -23,8 +23,13 @@ test: test-unit test-notebooks
 test-unit: $(STAMP)
 	$(PY) -m pytest $(PYTEST_FLAGS) tests
 
+# ... then the easy-VQA section of reproduce.yaml (notebooks 02-04 and 06 on the installed easy-vqa package): copies
+# with the section's parameters injected (build/, not tracked), run under nbval in the same small setting
 test-notebooks: $(STAMP)
 	MMKD_FAST=1 $(PY) -m pytest $(PYTEST_FLAGS) --nbval-lax --nbval-current-env -p no:randomly $(NOTEBOOKS)
+	@rm -rf build/nbval/easy_vqa
+	$(PY) -m mmkd_core.reproduce --prepare-section easy_vqa --out build/nbval/easy_vqa
+	MMKD_FAST=1 $(PY) -m pytest $(PYTEST_FLAGS) --nbval-lax --nbval-current-env -p no:randomly build/nbval/easy_vqa
 
 ## make reproduce: run notebooks 00-07 with papermill (parameters from reproduce.yaml) and rebuild reports/.
 ## It prints its plan first (teachers to train or cached, notebooks, the last run's time per step); PLAN=1 prints

@@ -16,8 +16,13 @@ the time each notebook took.
   ``summary: true``, which reads the others' tables); other notebooks' files are left as they are.
 - **Nothing stale**: after a notebook runs, its tables and figures (``NN_*`` of its number) that this run did not
   write are removed, so ``reports/`` holds exactly what the last run of each notebook wrote.
+- **Sections**: an entry with ``section: NAME`` runs a notebook again on other data (its ``parameters``, e.g.
+  ``dataset: easy_vqa``) and writes to ``reports/NAME/`` (tables, figures, executed copy), so its files never
+  collide with the main run's. ``--only NAME`` runs that section's entries (and the summary); ``--only 02`` runs
+  notebook 02 in every section. The teachers of a section's dataset are prepared in the teachers phase too
+  (:meth:`~mmkd_core.experiments.Protocol.dataset_teachers`, derived from the entries' parameters).
 
-Usage: ``python -m mmkd_core.reproduce --config reproduce.yaml [--only 00 02] [--plan]``
+Usage: ``python -m mmkd_core.reproduce --config reproduce.yaml [--only 00 02 easy_vqa] [--plan]``
 """
 from __future__ import annotations
 
@@ -67,22 +72,48 @@ def load_plan(config_path: Path) -> list[dict]:
         if not path.exists():
             raise FileNotFoundError(f"{config_path}: notebook {entry['path']} does not exist")
         entry.setdefault("parameters", {})
+        section = entry.get("section")
+        if section is not None and not (isinstance(section, str) and re.fullmatch(r"[a-z][a-z0-9_-]*", section)):
+            raise ValueError(f"{config_path}: section {section!r} of {entry['path']} must be a folder name of "
+                             "lower-case letters, digits, '_' or '-' starting with a letter (e.g. easy_vqa)")
+        if section is not None and entry.get("summary"):
+            raise ValueError(f"{config_path}: the summary notebook ({entry['path']}) cannot be in a section")
+    names = [entry_name(entry) for entry in entries]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(f"{config_path}: {repeated} listed more than once; run a notebook again under another "
+                         "`section: NAME`")
     summaries = [entry["path"] for entry in entries if entry.get("summary")]
     if len(summaries) > 1:
         raise ValueError(f"{config_path}: only one notebook can be the summary (summary: true); got {summaries}")
     return entries
 
 
+def entry_name(entry: dict) -> str:
+    """An entry's name in timings and messages: the notebook's file name, after ``SECTION/`` in a section."""
+    name = Path(entry["path"]).name
+    return f"{entry['section']}/{name}" if entry.get("section") else name
+
+
+def entry_reports(reports: Path, entry: dict) -> Path:
+    """Where an entry's tables, figures and executed copy go: ``reports/``, or ``reports/SECTION/``."""
+    return reports / entry["section"] if entry.get("section") else reports
+
+
 def select_notebooks(plan: list[dict], only: list[str] | None) -> list[dict]:
-    """The entries to run: all of them, or those whose number is in ``only`` plus the summary notebook
+    """The entries to run: all of them, or those whose number or section is in ``only`` plus the summary notebook
     (``summary: true``), which reads the others' tables and so must follow any of them."""
     if not only:
         return plan
     known = [prefix_of(Path(entry["path"]).name) for entry in plan]
-    unknown = sorted(set(only) - set(known))
+    sections = [entry.get("section") for entry in plan]
+    unknown = sorted(set(only) - set(known) - set(sections))
     if unknown:
-        raise ValueError(f"--only {' '.join(unknown)}: no notebook of the plan has that number; known: {' '.join(known)}")
-    return [entry for entry, number in zip(plan, known) if number in only or entry.get("summary")]
+        names = " ".join(dict.fromkeys(known + [s for s in sections if s]))
+        raise ValueError(f"--only {' '.join(unknown)}: no notebook of the plan has that number or section; "
+                         f"known: {names}")
+    return [entry for entry, number, section in zip(plan, known, sections)
+            if number in only or section in only or entry.get("summary")]
 
 
 TEACHERS_STEP = "00a_teachers_in_parallel"  # sorts before the notebooks in reproduce_timings.csv
@@ -100,12 +131,26 @@ def load_teachers(config_path: Path, notebooks=None) -> list[dict]:
     """The plan's optional ``teachers``: experiments whose teachers are trained up front, in parallel.
 
     ``{protocol: NAME}`` takes every teacher the notebooks train under that protocol (:meth:`Protocol.teachers`,
-    so the list is never typed twice), or with ``notebooks`` (``--only``'s numbers) those that these notebooks load;
-    an explicit list of ``{preset: ..., task: ..., ...}`` entries is also accepted (and taken whole)."""
+    so the list is never typed twice), or with ``notebooks`` (``--only``'s numbers and sections) those that these
+    notebooks load; then the teachers of the sections' datasets (:meth:`Protocol.dataset_teachers`, from the entries'
+    ``dataset`` / ``task`` / ``data_root`` parameters). An explicit list of ``{preset: ..., task: ..., ...}`` entries
+    is also accepted (and taken whole)."""
     plan = yaml.safe_load(config_path.read_text())
     entries = plan.get("teachers", []) if isinstance(plan, dict) else []
     if isinstance(entries, dict) and set(entries) == {"protocol"}:
-        return Protocol.named(entries["protocol"]).teachers(notebooks)
+        protocol = Protocol.named(entries["protocol"])
+        selected = select_notebooks(load_plan(config_path), notebooks) if plan.get("notebooks") else []
+        teachers = protocol.teachers(None if notebooks is None else [n for n in notebooks if n.isdigit()])
+        for entry in selected:
+            number, parameters = prefix_of(Path(entry["path"]).name), entry["parameters"]
+            if not entry.get("section") or number not in TEACHER_NOTEBOOKS or \
+                    parameters.get("dataset", "shapes") == "shapes":
+                continue
+            for teacher in protocol.dataset_teachers(parameters["dataset"], parameters.get("task"),
+                                                     parameters.get("data_root"), two_tower=number == "06"):
+                if teacher not in teachers:
+                    teachers.append(teacher)
+        return teachers
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
         raise ValueError(f"{config_path}: 'teachers' must be {{protocol: NAME}} or a list of "
                          f"{{preset: ..., task: ..., ...}} entries, got {entries!r}")
@@ -159,10 +204,11 @@ def plan_lines(config_path: Path, selected: list[dict], teachers: list[dict], re
         lines += [f"    {'cached  ' if is_cached else 'to train'}  {teacher_label(entry)}"
                   for entry, is_cached in zip(teachers, cached)]
     lines.append(f"  notebooks to run: {len(selected)}")
-    names = [Path(entry["path"]).stem + (" (summary)" if entry.get("summary") else "") for entry in selected]
+    names = [entry_name(entry).removesuffix(".ipynb") + (" (summary)" if entry.get("summary") else "")
+             for entry in selected]
     width = max(map(len, names))
     for name, entry in zip(names, selected):
-        lines.append(f"    {name:<{width}}  {last_time(Path(entry['path']).name)}")
+        lines.append(f"    {name:<{width}}  {last_time(entry_name(entry))}")
     runs = cache_root()
     count = sum(1 for folder in runs.iterdir() if (folder / "complete").exists()) if runs.is_dir() else 0
     use = ("FRESH=1: the runs cached before this reproduction are trained again" if fresh()
@@ -205,24 +251,34 @@ def remove_unwritten(before: dict[Path, int]) -> list[Path]:
     return removed
 
 
-def write_index(reports: Path, notebooks: list[str], timings: dict[str, float]) -> Path:
-    """``reports/README.md``: every table and figure, grouped by the notebook that made it."""
+def write_index(reports: Path, notebooks: list[str | dict], timings: dict[str, float]) -> Path:
+    """``reports/README.md``: every table and figure, grouped by the notebook that made it. ``notebooks``: the plan's
+    entries (or their paths); a section's entries are listed after the others, with links into ``reports/SECTION/``."""
+    entries = [{"path": entry} if isinstance(entry, str) else entry for entry in notebooks]
+    entries = [e for e in entries if not e.get("section")] + [e for e in entries if e.get("section")]
     lines = ["# Reports", "",
              "Generated by `make reproduce` (papermill, parameters from `reproduce.yaml`). Do not edit by hand.", ""]
     if timings:
         lines += ["| notebook | seconds |", "|---|---|"]
         lines += [f"| `{name}` | {seconds:.0f} |" for name, seconds in timings.items()]
         lines += [f"| **total** | {sum(timings.values()):.0f} |", ""]
-    for notebook in notebooks:
+    for entry in entries:
+        notebook, section = entry["path"], entry.get("section")
+        folder = entry_reports(reports, entry)
+        at = f"{section}/" if section else ""  # links are relative to reports/
         prefix = prefix_of(Path(notebook).name)
-        tables = sorted((reports / "tables").glob(f"{prefix}_*.md"))
-        figures = sorted((reports / "figures").glob(f"{prefix}_*.png"))
-        executed = reports / "executed" / Path(notebook).name
-        lines += [f"## [{Path(notebook).stem}](../{notebook})", ""]
+        tables = sorted((folder / "tables").glob(f"{prefix}_*.md"))
+        figures = sorted((folder / "figures").glob(f"{prefix}_*.png"))
+        executed = folder / "executed" / Path(notebook).name
+        title = f"## [{Path(notebook).stem}](../{notebook})" + (f", section `{section}`" if section else "")
+        lines += [title, ""]
+        if section:
+            lines += [f"The same notebook on other data, parameters {entry.get('parameters', {})}; "
+                      f"files in [{section}/]({section}/).", ""]
         if executed.exists():
-            lines += [f"Executed copy: [executed/{executed.name}](executed/{executed.name})", ""]
-        lines += [f"- table: [{t.stem}](tables/{t.name}) ([csv](tables/{t.stem}.csv))" for t in tables]
-        lines += [f"- figure: [{f.stem}](figures/{f.name})" + (f": {c}" if (c := figure_caption(f)) else "")
+            lines += [f"Executed copy: [{at}executed/{executed.name}]({at}executed/{executed.name})", ""]
+        lines += [f"- table: [{t.stem}]({at}tables/{t.name}) ([csv]({at}tables/{t.stem}.csv))" for t in tables]
+        lines += [f"- figure: [{f.stem}]({at}figures/{f.name})" + (f": {c}" if (c := figure_caption(f)) else "")
                   for f in figures]
         lines.append("")
     # Tables no notebook writes: the driver's own timings, and `make bench`'s tables where they were committed
@@ -281,11 +337,35 @@ def update_readme(readme: Path, reports: Path) -> bool:
     figure = reports / "figures" / "05_accuracy_vs_cost.png"
     if figure.exists():
         block += [f"![accuracy vs cost]({rel}/figures/{figure.name})", ""]
+    agreement = reports / "tables" / "05_easy_vqa_vs_shapes.md"
+    if agreement.exists():
+        block += ["easy-VQA (a public dataset, notebooks 02-04 and 06 run again on it) against the shapes benchmark: "
+                  "each comparison's outcome on both (higher or lower: intervals separate; else tie):", "",
+                  agreement.read_text().strip(), ""]
     block += regime_block(reports, rel)
     block.append(README_END)
     start, end = text.index(README_START), text.index(README_END) + len(README_END)
     readme.write_text(text[:start] + "\n".join(block) + text[end:])
     return True
+
+
+def prepare_section(config_path: Path, section: str, out: Path) -> list[Path]:
+    """Copies of a section's notebooks with its parameters injected (papermill, not executed), for ``make test``'s
+    nbval run of that section in the fast setting: the parameters come from the plan, never typed twice."""
+    import papermill
+
+    entries = [entry for entry in load_plan(config_path) if entry.get("section") == section]
+    if not entries:
+        known = sorted({entry["section"] for entry in load_plan(config_path) if entry.get("section")})
+        raise ValueError(f"{config_path}: no notebook in section {section!r}; sections: {known}")
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for entry in entries:
+        target = out / Path(entry["path"]).name
+        papermill.execute_notebook(str(REPO / entry["path"]), str(target), parameters=entry["parameters"],
+                                   prepare_only=True, kernel_name="python3", progress_bar=False)
+        written.append(target)
+    return written
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -295,7 +375,20 @@ def main(argv: list[str] | None = None) -> int:
                         help="notebook number prefixes to run (e.g. 03 04); the summary notebook runs too")
     parser.add_argument("--plan", action="store_true", help="print what a run would do, and stop")
     parser.add_argument("--reports", default=None, help="reports folder (default: the plan's `reports`, else reports/)")
+    parser.add_argument("--prepare-section", metavar="SECTION", default=None,
+                        help="write the section's notebooks with its parameters injected to --out, run nothing")
+    parser.add_argument("--out", default=None, help="folder for --prepare-section")
     args = parser.parse_args(argv)
+    if args.prepare_section:
+        if not args.out:
+            parser.error("--prepare-section needs --out DIR")
+        try:
+            written = prepare_section(Path(args.config), args.prepare_section, Path(args.out))
+        except (ValueError, FileNotFoundError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        print("\n".join(str(path) for path in written))
+        return 0
 
     with reproduction_environment():
         return _run(args)
@@ -332,7 +425,7 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     reports = Path(args.reports or plan_reports(config_path) or REPO / "reports")
     teachers = load_teachers(config_path, args.only or None)
-    if args.only and not set(args.only) & set(TEACHER_NOTEBOOKS):
+    if args.only and not {prefix_of(Path(entry["path"]).name) for entry in plan} & set(TEACHER_NOTEBOOKS):
         teachers = []  # none of the notebooks asked for distils from them
     for line in plan_lines(config_path, plan, teachers, reports):
         print(line, flush=True)
@@ -340,9 +433,9 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     (reports / "executed").mkdir(parents=True, exist_ok=True)
     main_reports = reports.resolve() == (REPO / "reports").resolve()
-    if not main_reports:  # another profile: its own folder, never reports/
-        for entry in plan:
-            entry["parameters"].setdefault("reports_dir", str(reports.resolve()))
+    for entry in plan:
+        if entry.get("section") or not main_reports:  # a section, or another profile: its own folder
+            entry["parameters"].setdefault("reports_dir", str(entry_reports(reports, entry).resolve()))
     timings: dict[str, float] = {}
     if teachers:
         timings[TEACHERS_STEP] = _prepare_teachers(teachers, len(plan))
@@ -350,10 +443,12 @@ def _run(args: argparse.Namespace) -> int:
     for name, seconds in read_timings(timings_path).items():  # keep the times of notebooks not rerun this time
         timings.setdefault(name, seconds)
     for number, entry in enumerate(plan, start=1):
-        source = REPO / entry["path"]
-        executed = reports / "executed" / source.name
-        print(f"[{number}/{len(plan)}] {entry['path']} → {_shown(executed)}", flush=True)
-        outputs_before = prefixed_outputs(reports, prefix_of(source.name))
+        source, name = REPO / entry["path"], entry_name(entry)
+        executed = entry_reports(reports, entry) / "executed" / source.name
+        executed.parent.mkdir(parents=True, exist_ok=True)
+        print(f"[{number}/{len(plan)}] {entry['path']}" + (f" (section {entry['section']})" if entry.get("section")
+                                                           else "") + f" → {_shown(executed)}", flush=True)
+        outputs_before = prefixed_outputs(entry_reports(reports, entry), prefix_of(source.name))
         start = time.perf_counter()
         try:
             execute_notebook(source, executed, entry["parameters"], progress_bar=True, log_output=False)
@@ -362,13 +457,13 @@ def _run(args: argparse.Namespace) -> int:
                   f"Reports from the notebooks before it are unchanged.\n{type(error).__name__}: "
                   f"{str(error)[-2000:]}", file=sys.stderr)
             return 1
-        timings[source.name] = time.perf_counter() - start
-        print(f"    done in {timings[source.name]:.0f} s", flush=True)
+        timings[name] = time.perf_counter() - start
+        print(f"    done in {timings[name]:.0f} s", flush=True)
         for path in remove_unwritten(outputs_before):
             print(f"    removed {_shown(path)}: this run of the notebook did not write it", flush=True)
         timings_path.parent.mkdir(parents=True, exist_ok=True)
         timings_path.write_text("notebook,seconds\n" + "".join(f"{k},{v:.1f}\n" for k, v in sorted(timings.items())))
-    index = write_index(reports, [e["path"] for e in all_entries], dict(sorted(timings.items())))
+    index = write_index(reports, all_entries, dict(sorted(timings.items())))
     if main_reports and update_readme(REPO / "README.md", reports):
         print("README results section updated from reports/tables/05_all_methods.md")
     print(f"reports indexed in {index}; total {sum(timings.values()):.0f} s")

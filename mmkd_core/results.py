@@ -152,6 +152,28 @@ def collect_runs(tables_dir: str | Path, files: Iterable[str] = RUN_FILES) -> pd
     return runs.drop_duplicates(subset=identity, keep="first").reset_index(drop=True)
 
 
+def collect_report_runs(reports_dir: str | Path, files: Iterable[str] = RUN_FILES) -> pd.DataFrame:
+    """:func:`collect_runs` of ``reports_dir/tables`` and of every section's ``reports_dir/SECTION/tables``
+    (``make reproduce``'s sections, e.g. easy-VQA), one frame; a section's rows have ``source`` ``SECTION/NN``."""
+    reports_dir = Path(reports_dir)
+    # A section's folder name starts with a letter (mmkd_core.reproduce.load_plan checks it); reports/_scratch, where
+    # ad-hoc runs write, is not a section and is never read here.
+    folders = [reports_dir / "tables"] + sorted(p for p in reports_dir.glob("*/tables")
+                                                if p.is_dir() and p.parent.name[:1].isalpha())
+    frames = []
+    for folder in folders:
+        if not any((folder / name).exists() for name in files):
+            continue
+        frame = collect_runs(folder, files)
+        if folder != reports_dir / "tables":
+            frame["source"] = folder.parent.name + "/" + frame["source"]
+        frames.append(frame)
+    if not frames:
+        raise FileNotFoundError(f"no per-run results in {reports_dir}/tables or {reports_dir}/*/tables (expected "
+                                f"some of {list(files)}); run notebooks 01-04 first, e.g. with `make reproduce`")
+    return pd.concat(frames, ignore_index=True)
+
+
 def label_parts(label: str) -> tuple[str, tuple[str, ...]]:
     """A row label's name and the qualifiers in its closing parentheses:
     ``"KD (transfer set, from-scratch teacher)"`` → ``("KD", ("transfer set", "from-scratch teacher"))``."""
@@ -281,6 +303,49 @@ def claims_text(claims: pd.DataFrame) -> list[str]:
         if row["comparison"] == "teacher − CE (no teacher)":
             text += (" — too small a gap to compare distillation methods" if row["CIs overlap"] else
                      " — the teacher knows more than the student learns alone: there is something to distil")
+        lines.append(text)
+    return lines
+
+
+def outcome(row: pd.Series | dict) -> str:
+    """A claims row in one word: ``"higher"`` or ``"lower"`` when the intervals separate, else ``"tie"``."""
+    if row["CIs overlap"]:
+        return "tie"
+    return "higher" if row["difference (points)"] > 0 else "lower"
+
+
+def task_agreement(claims: pd.DataFrame, pairs: dict[str, str]) -> pd.DataFrame:
+    """Where two benchmarks agree: for each ``other → reference`` task of ``pairs`` (e.g. ``{"easy_vqa": "ve"}``),
+    every comparison the claims table has on both, with each side's difference, its :func:`outcome` and whether the
+    outcomes match. Rows only for comparisons both tasks ran (same metric)."""
+    lines = []
+    for other, reference in pairs.items():
+        mine = claims[claims["task"] == other]
+        theirs = claims[claims["task"] == reference].set_index(["comparison", "metric"])
+        for _, row in mine.iterrows():
+            key = (row["comparison"], row["metric"])
+            if key not in theirs.index:
+                continue
+            ref = theirs.loc[key]
+            lines.append({"comparison": row["comparison"], "metric": row["metric"], "reference task": reference,
+                          "reference (points)": ref["difference (points)"], "reference outcome": outcome(ref),
+                          "task": other, "difference (points)": row["difference (points)"],
+                          "resolvable difference (points)": row["resolvable difference (points)"],
+                          "outcome": outcome(row), "agree": outcome(ref) == outcome(row)})
+    return pd.DataFrame(lines)
+
+
+def agreement_text(agreement: pd.DataFrame) -> list[str]:
+    """One computed sentence per task pair of :func:`task_agreement`: how many comparisons agree, and the others."""
+    lines = []
+    for (other, reference), group in agreement.groupby(["task", "reference task"], sort=False):
+        differ = group[~group["agree"]]
+        text = (f"{other} against {reference}: {int(group['agree'].sum())} of {len(group)} comparisons have the same "
+                f"outcome (higher, lower or tie)")
+        if len(differ):
+            text += "; they differ on " + "; ".join(
+                f"{r['comparison']} ({reference} {r['reference (points)']:+.1f}, {r['reference outcome']}; {other} "
+                f"{r['difference (points)']:+.1f}, {r['outcome']})" for _, r in differ.iterrows())
         lines.append(text)
     return lines
 

@@ -165,6 +165,67 @@ def test_max_questions(tmp_path, split):
     assert any(other != load("easy_vqa", "test", root=root, max_questions=3)["id"] for other in others)
 
 
+def test_max_questions_per_split_and_shuffle(tmp_path):
+    root = make_easy_vqa(tmp_path)
+    sizes = {"train": 4, "test": 2}  # validation not named: every question
+    for split in ("train", "validation", "test"):
+        per_split = load("easy_vqa", split, root=root, validation_images=0.5, max_questions=sizes)["id"]
+        expected = load("easy_vqa", split, root=root, validation_images=0.5, max_questions=sizes.get(split))["id"]
+        assert per_split == expected
+    plain = load("easy_vqa", "train", root=root, validation_images=0.5, max_questions=6)
+    shuffled = load("easy_vqa", "train", root=root, validation_images=0.5, max_questions=6, shuffle=True)
+    assert sorted(shuffled["id"]) == sorted(plain["id"]) and shuffled["id"] != plain["id"]  # same rows, new order
+    assert shuffled["id"] == load("easy_vqa", "train", root=root, validation_images=0.5, max_questions=6,
+                                  shuffle=True)["id"]  # seeded
+    by_id = dict(zip(plain["id"], zip(plain["text"], plain["label"], plain["image_id"])))
+    assert all(by_id[i] == row for i, row in zip(shuffled["id"], zip(shuffled["text"], shuffled["label"],
+                                                                       shuffled["image_id"])))
+    with pytest.raises(ValueError, match=r"max_questions names unknown splits \['dev'\]"):
+        load("easy_vqa", "train", root=root, max_questions={"dev": 3})
+    with pytest.raises(ValueError, match="shuffle must be True or False"):
+        load("easy_vqa", "train", root=root, shuffle="yes")
+
+
+# ----------------------------------------------------------------------------------------------
+# The experiment on easy-VQA: its own word-level vocabulary, splits from the installed package
+# ----------------------------------------------------------------------------------------------
+def test_word_tokenizer_of_the_training_words(tmp_path):
+    from mmkd_core.data.tokenizer import SPECIAL_TOKENS, build_word_tokenizer, words_of
+
+    root = make_easy_vqa(tmp_path)
+    texts = list(load("easy_vqa", "train", root=root)["text"])
+    words = words_of(texts)
+    assert words == sorted(set(words)) and "?" in words and "color" in words and "What" not in words
+    tokenizer = build_word_tokenizer(words)
+    assert len(tokenizer) == len(SPECIAL_TOKENS) + len(words)
+    ids = tokenizer(texts)["input_ids"]
+    assert all(tokenizer.unk_token_id not in row for row in ids)  # every training word is known
+    assert tokenizer("what colour is the hexagon?")["input_ids"].count(tokenizer.unk_token_id) == 2
+    with pytest.raises(ValueError, match=r"repeated or special: \['\[CLS\]', 'red'\]"):
+        build_word_tokenizer(["red", "red", "[CLS]"])
+
+
+def test_experiment_on_the_installed_package_uses_its_own_words_and_train_images_only():
+    pytest.importorskip("easy_vqa")
+    from mmkd_core.experiments import Protocol
+    from mmkd_core.experiments.multimodal import prepare_data
+
+    config = Protocol.fast().experiment_config("easy_vqa", dataset="easy_vqa")
+    assert config.dataset_options == {"max_questions": {"train": 256, "validation": 128, "test": 128},
+                                      "shuffle": True}
+    data = prepare_data(config)
+    assert data.num_labels == 13 and (len(data.pool), len(data.validation), len(data.test)) == (256, 128, 128)
+    assert len(data.train) == config.n_labelled
+    raw = {split: load("easy_vqa", split, **config.dataset_options) for split in ("train", "validation")}
+    assert not set(raw["train"]["image_id"]) & set(raw["validation"]["image_id"])  # no validation image trains
+    assert len(set(raw["train"]["image_id"][:config.n_labelled])) > config.n_labelled // 2  # shuffled: many images
+    assert "circle" in data.tokenizer.get_vocab() and len(data.tokenizer) < 40
+    for rows in (data.pool, data.validation, data.test):  # no question word is [UNK], and none is cut short
+        ids = rows.tensors["input_ids"]
+        assert not (ids == data.tokenizer.unk_token_id).any()
+        assert (ids == data.tokenizer.sep_token_id).sum() == len(rows)
+
+
 # ----------------------------------------------------------------------------------------------
 # Bad inputs: each error names what was expected
 # ----------------------------------------------------------------------------------------------
@@ -240,7 +301,7 @@ def test_unknown_split_and_options(tmp_path):
     with pytest.raises(ValueError, match="unknown split 'dev'"):
         load("easy_vqa", "dev", root=root)
     with pytest.raises(ValueError, match=r"easy_vqa: unknown options \['phase'\]; accepted: "
-                                         r"\['validation_images', 'seed', 'max_questions'\]"):
+                                         r"\['validation_images', 'seed', 'max_questions', 'shuffle'\]"):
         load("easy_vqa", "train", root=root, phase="seen")
 
 

@@ -76,7 +76,7 @@ def test_only_reruns_the_named_notebooks_and_the_summary_and_leaves_the_others_f
 def test_only_rejects_a_number_no_notebook_has(tmp_path, capsys):
     plan = write_plan(tmp_path)
     assert reproduce.main(["--config", str(plan), "--reports", str(tmp_path / "r"), "--only", "07"]) == 2
-    assert "--only 07: no notebook of the plan has that number; known: 01 02 05" in capsys.readouterr().err
+    assert "--only 07: no notebook of the plan has that number or section; known: 01 02 05" in capsys.readouterr().err
     entries = reproduce.load_plan(plan)
     chosen = reproduce.select_notebooks(entries, ["01"])
     assert [Path(entry["path"]).name for entry in chosen] == ["01_first.ipynb", "05_summary.ipynb"]
@@ -182,7 +182,8 @@ def test_teachers_phase_takes_the_protocols_teachers(tmp_path):
                            "teacher_rows": regime.teacher_rows}
     assert entries[-1] == {**entries[-2], "two_tower": {"input_size": 64, "label_counts": []}}
     # the committed plan prepares exactly what the embedded protocol's notebooks load
-    assert reproduce.load_teachers(reproduce.REPO / "reproduce.yaml") == Protocol.embedded().teachers()
+    assert reproduce.load_teachers(reproduce.REPO / "reproduce.yaml") == Protocol.embedded().teachers() + \
+        Protocol.embedded().dataset_teachers("easy_vqa")  # and the easy-VQA section's
     assert len(Protocol.embedded().teachers()) == 11  # 9 for notebooks 02-06, 2 for notebook 07
     plan.write_text("teachers: embedded\nnotebooks: []\n")
     with pytest.raises(ValueError, match=r"'teachers' must be \{protocol: NAME\} or a list"):
@@ -200,3 +201,72 @@ def test_only_prepares_the_teachers_of_the_notebooks_it_runs(tmp_path):
     assert reproduce.load_teachers(plan, ["03"]) == embedded.teachers()[:-2]
     assert reproduce.load_teachers(plan, ["00"]) == []
     assert reproduce.load_teachers(plan) == embedded.teachers(["02", "07"]) == embedded.teachers()
+
+
+def test_a_section_runs_a_notebook_again_into_its_own_folder(tmp_path, monkeypatch, capsys):
+    """``section: NAME`` entries write to reports/NAME/, are selected by --only NAME (or their number), keep their
+    own timings and index entries, and never touch the main run's files of the same number."""
+    monkeypatch.setenv("MMKD_FAST", "1")
+    plan, reports = write_plan(tmp_path), tmp_path / "reports"
+    text = plan.read_text().replace(
+        f"  - path: {tmp_path / '05_summary.ipynb'}",
+        f"  - path: {tmp_path / '02_second.ipynb'}\n    section: other_data\n    parameters: {{}}\n"
+        f"  - path: {tmp_path / '05_summary.ipynb'}")
+    plan.write_text(text)
+    assert reproduce.main(["--config", str(plan), "--reports", str(reports)]) == 0
+    files = snapshot(reports)
+    assert {"other_data/tables/02_table.csv", "other_data/figures/02_figure.png",
+            "other_data/executed/02_second.ipynb", "tables/02_table.csv"} <= set(files)
+    index = files["README.md"][0].decode()
+    assert "## [02_second](" in index and ", section `other_data`" in index
+    assert "(other_data/tables/02_table.md)" not in index  # a csv only: the index links .md tables
+    assert "(other_data/figures/02_figure.png)" in index and "(other_data/executed/02_second.ipynb)" in index
+    timings = reproduce.read_timings(reports / "tables" / "reproduce_timings.csv")
+    assert {"02_second.ipynb", "other_data/02_second.ipynb"} <= set(timings)
+    capsys.readouterr()
+
+    assert reproduce.main(["--config", str(plan), "--reports", str(reports), "--only", "other_data"]) == 0
+    after = snapshot(reports)
+    out = capsys.readouterr().out
+    assert "other_data/02_second" in out and "notebooks to run: 2" in out
+    assert after["tables/02_table.csv"] == files["tables/02_table.csv"]  # the main run's 02 is untouched
+    assert after["other_data/tables/02_table.csv"] != files["other_data/tables/02_table.csv"]
+
+    entries = reproduce.load_plan(plan)
+    assert [reproduce.entry_name(e) for e in reproduce.select_notebooks(entries, ["02"])] == [
+        "02_second.ipynb", "other_data/02_second.ipynb", "05_summary.ipynb"]  # a number selects every section's
+    with pytest.raises(ValueError, match="known: 01 02 05 other_data"):
+        reproduce.select_notebooks(entries, ["nothing"])
+
+
+@pytest.mark.parametrize("section,message", [
+    ("Other Data", "must be a folder name"), ("_scratch", "must be a folder name"), (3, "must be a folder name")])
+def test_a_section_name_is_a_plain_folder_name(tmp_path, section, message):
+    plan = write_plan(tmp_path)
+    plan.write_text(plan.read_text().replace("    parameters: {}\n", f"    parameters: {{}}\n    section: {section!r}\n", 1))
+    with pytest.raises(ValueError, match=message):
+        reproduce.load_plan(plan)
+
+
+def test_the_same_notebook_twice_needs_a_section(tmp_path):
+    plan = write_plan(tmp_path)
+    plan.write_text(plan.read_text() + f"  - path: {tmp_path / '01_first.ipynb'}\n    parameters: {{}}\n")
+    with pytest.raises(ValueError, match=r"\['01_first.ipynb'\] listed more than once"):
+        reproduce.load_plan(plan)
+
+
+def test_a_sections_dataset_teachers_are_prepared_with_the_others(tmp_path):
+    """The committed plan's easy-VQA section adds its two teachers (from scratch and the two-tower), derived from the
+    entries' parameters; --only easy_vqa prepares only those, --only 03 none of them."""
+    from mmkd_core.experiments import Protocol
+
+    embedded = Protocol.embedded()
+    committed = reproduce.REPO / "reproduce.yaml"
+    easy = embedded.dataset_teachers("easy_vqa")
+    assert easy == [{"preset": "embedded", "task": "easy_vqa", "dataset": "easy_vqa"},
+                    {"preset": "embedded", "task": "easy_vqa", "dataset": "easy_vqa",
+                     "two_tower": {"input_size": embedded.pretraining.input_size, "label_counts": []}}]
+    assert reproduce.load_teachers(committed) == embedded.teachers() + easy
+    assert reproduce.load_teachers(committed, ["easy_vqa"]) == easy
+    assert reproduce.load_teachers(committed, ["03"]) == embedded.teachers(["03"]) + easy[:1]  # 03 on easy_vqa too
+    assert reproduce.load_teachers(committed, ["02"]) == embedded.teachers(["02"]) + easy[:1]  # 06 brings the towers

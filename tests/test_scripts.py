@@ -176,6 +176,37 @@ def test_collect_runs_keeps_one_copy_of_identical_runs(tmp_path):
         results.collect_runs(tmp_path / "empty")
 
 
+def test_report_runs_include_every_sections_tables_and_not_the_scratch_folder(tmp_path):
+    runs = _runs()
+    (tmp_path / "tables").mkdir()
+    runs.to_csv(tmp_path / "tables" / "02_vanilla_kd_runs.csv", index=False)
+    for folder, task in (("easy_vqa", "easy_vqa"), ("_scratch", "scratch")):
+        (tmp_path / folder / "tables").mkdir(parents=True)
+        runs.assign(task=task).to_csv(tmp_path / folder / "tables" / "03_msd_runs.csv", index=False)
+    collected = results.collect_report_runs(tmp_path)
+    assert set(collected["task"]) == {"ve", "easy_vqa"} and len(collected) == 2 * len(runs)
+    assert set(collected["source"]) == {"02", "easy_vqa/03"}
+    with pytest.raises(FileNotFoundError, match="run notebooks"):
+        results.collect_report_runs(tmp_path / "empty")
+
+
+def test_task_agreement_compares_outcomes_of_the_same_comparison():
+    shifted = _runs()
+    # the other benchmark: Gram now clearly above KD, KD still above CE, the teacher row absent
+    shifted.loc[shifted["method"] == "Gram", "test/accuracy"] += 0.05
+    other = shifted[shifted["method"] != "teacher"].assign(task="easy_vqa")
+    claims = results.claims_check(pd.concat([_runs(), other], ignore_index=True))
+    agreement = results.task_agreement(claims, {"easy_vqa": "ve"}).set_index("comparison")
+    assert "teacher − CE (no teacher)" not in agreement.index  # only what both ran
+    assert agreement.loc["KD (transfer set) − CE (no teacher)", ["reference outcome", "outcome", "agree"]].tolist() == [
+        "higher", "higher", True]
+    gram = agreement.loc["Gram − KD (transfer set)"]
+    assert (gram["reference outcome"], gram["outcome"], gram["agree"]) == ("tie", "higher", False)
+    text = results.agreement_text(results.task_agreement(claims, {"easy_vqa": "ve"}))
+    assert len(text) == 1 and text[0].startswith("easy_vqa against ve: 1 of 2 comparisons have the same outcome")
+    assert "Gram − KD (transfer set) (ve +0.8, tie; easy_vqa +5.8, higher)" in text[0]
+
+
 def test_unconverged_runs_are_the_ones_that_kept_their_last_checkpoint():
     runs = _runs()
     runs.loc[3, "best_epoch"] = runs.loc[3, "epochs"]

@@ -482,7 +482,7 @@ EASY_VQA_ANSWER_TYPES = {"yes/no": ("yes", "no"), "shape": ("circle", "rectangle
                          "colour": ("black", "blue", "brown", "gray", "green", "red", "teal", "yellow")}
 EASY_VQA_SPLIT_DIRS = {"train": "train", "validation": "train", "test": "test"}  # no official dev split
 EASY_VQA_VALIDATION_IMAGES = 1 / 8  # default share of the official train images held out as "validation"
-EASY_VQA_STREAMS = {"validation": 0, "max_questions": 1}  # independent random streams drawn from one seed
+EASY_VQA_STREAMS = {"validation": 0, "max_questions": 1, "shuffle": 2}  # independent random streams drawn from one seed
 
 
 def _easy_vqa_root(root: str | os.PathLike | None) -> Path:
@@ -557,7 +557,8 @@ def _easy_vqa_validation_images(image_ids: list[int], share: float, seed: int) -
 
 @register("easy_vqa")
 def load_easy_vqa(split: str, root=None, validation_images: float = EASY_VQA_VALIDATION_IMAGES, seed: int = 0,
-                  max_questions: int | None = None, **options: Any) -> datasets.Dataset:
+                  max_questions: int | dict | None = None, shuffle: bool = False,
+                  **options: Any) -> datasets.Dataset:
     """easy-VQA (Victor Zhou, PyPI ``easy-vqa==1.0``, MIT): questions about one shape in a 64x64 image.
 
     ::
@@ -588,11 +589,19 @@ def load_easy_vqa(split: str, root=None, validation_images: float = EASY_VQA_VAL
     train and test both number their images from 0, so an id names an image only within its official split)
     and ``answer_type`` (``"yes/no"``, ``"shape"`` or ``"colour"``, from the answer).
     """
-    _no_unknown_options("easy_vqa", options, ("validation_images", "seed", "max_questions"))
+    _no_unknown_options("easy_vqa", options, ("validation_images", "seed", "max_questions", "shuffle"))
     check_split(split)
     path_option("root", root)
     share = float_option("validation_images", validation_images, 0, 1, high_open=True)
     seed = int_option("seed", seed, 0)
+    if not isinstance(shuffle, bool):
+        raise ValueError(f"easy_vqa: shuffle must be True or False, got {shuffle!r}")
+    if isinstance(max_questions, dict):
+        unknown = sorted(set(max_questions) - set(EASY_VQA_SPLIT_DIRS))
+        if unknown:
+            raise ValueError(f"easy_vqa: max_questions names unknown splits {unknown}; accepted keys: "
+                             f"{list(EASY_VQA_SPLIT_DIRS)}")
+        max_questions = max_questions.get(split)
     if max_questions is not None:
         max_questions = int_option("max_questions", max_questions, 1)
     folder = _easy_vqa_root(root)
@@ -619,6 +628,8 @@ def load_easy_vqa(split: str, root=None, validation_images: float = EASY_VQA_VAL
     if max_questions is not None and max_questions < len(rows):
         order = np.random.default_rng([seed, EASY_VQA_STREAMS["max_questions"]]).permutation(len(rows))
         rows = [rows[k] for k in sorted(order[:max_questions])]
+    if shuffle:
+        rows = [rows[k] for k in np.random.default_rng([seed, EASY_VQA_STREAMS["shuffle"]]).permutation(len(rows))]
     labels = tuple(answers)
     label_of = {answer: k for k, answer in enumerate(labels)}
     columns: dict[str, list[Any]] = {"image": [], "text": [], "label": [], "id": [], "image_id": [],

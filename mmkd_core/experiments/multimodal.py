@@ -29,7 +29,7 @@ from ..data import default_data_dir, load
 from ..determinism import fixed_cpu_threads
 from ..data.batches import first_rows, num_batches
 from ..data.encoding import EncodedDataset, ImageTextProcessor, LazyDataset
-from ..data.tokenizer import build_shapes_tokenizer
+from ..data.tokenizer import build_shapes_tokenizer, build_word_tokenizer, words_of
 from ..evaluation.probes import count_parameters, timed_throughput
 from ..models.multimodal import build_multimodal_model, from_pretrained_vilt, MultimodalClassifier, student_from_teacher
 from ..training.cache import TeacherCache
@@ -66,7 +66,9 @@ class ExperimentConfig:
     image_size: int = 32
     patch_size: int = 16  # one patch per grid cell of the benchmark: an object-level token, like a region feature
     max_text_length: int = 12  # the longest benchmark statement is 10 words + [CLS] + [SEP]
-    tokenizer: str | None = None  # None: the benchmark's own word-level tokenizer; else a hub name/path
+    # None: a word-level tokenizer, over the benchmark's vocabulary (shapes) or the words of the dataset's training
+    # split (data.tokenizer.words_of; right for easy-VQA's few dozen words); else a hub name/path
+    tokenizer: str | None = None
     teacher_preset: str = "teacher"
     student_preset: str = "student"
     teacher_overrides: dict = dataclasses.field(default_factory=dict)
@@ -164,6 +166,7 @@ class ExperimentConfig:
         else:  # a real dataset brings its own splits: the benchmark's sizes and task do not apply
             fields["dataset_options"] = {}
             fields["lazy_images"] = True
+            fields.update(copy.deepcopy(DATASET_SETTINGS.get(changes["dataset"], {}).get(name, {})))
         options = changes.pop("dataset_options", None) or {}
         fields["dataset_options"].update(options)
         changes = {k: v for k, v in changes.items() if v is not None}  # None: keep the preset's value
@@ -181,6 +184,22 @@ PRESETS: dict[str, dict] = {
                                        intermediate_size=512), batch_size=256, student_max_steps=6000,
                 student_eval_every=100),
 }
+
+
+# What a real dataset needs under a preset (fields of ExperimentConfig), where the generic real-dataset settings (lazy
+# images, every row of each split) do not fit. easy-VQA (issue 25): a question is about one shape in a 64x64 image,
+# so 32 px with 8 px patches (16 image tokens) keep colour and shape; its 48,000 small images fit in memory, so they
+# are decoded once (lazy_images False). The students' 1,000 labelled questions are a random sample (shuffle) of a
+# 4,000-question pool, the rest is their transfer set; the teacher learns from all 4,000, and test keeps 3,000
+# questions of the 1,000 official test images. Sized so the easy-VQA section fits its budget in make reproduce.
+EASY_VQA_SIZES = {"embedded": {"train": 4000, "validation": 1000, "test": 3000},
+                  "fast": {"train": 256, "validation": 128, "test": 128},
+                  "gpu": {}}  # every question
+DATASET_SETTINGS: dict[str, dict[str, dict]] = {
+    "easy_vqa": {name: dict(dataset_options={"max_questions": sizes, "shuffle": True}, lazy_images=False,
+                            image_size=32, patch_size=8, max_text_length=14,
+                            **({"n_labelled": 1000} if name == "embedded" else {}))
+                 for name, sizes in EASY_VQA_SIZES.items()}}
 
 
 # Teacher settings a benchmark variant needs (measured, see README): at lr 2e-3 the nlvr teacher stops at its
@@ -263,15 +282,18 @@ labelled ones); or every pool row with its label (the control "CE (all labels)":
 
 
 def prepare_data(config: ExperimentConfig) -> ExperimentData:
-    if config.tokenizer is None:
-        tokenizer = build_shapes_tokenizer()
-    else:
+    with PartialState().main_process_first():  # one process generates / caches, the others then read
+        raw = {split: load(config.dataset, split, root=config.data_root, **config.dataset_options)
+               for split in ("train", "validation", "test")}
+    if config.tokenizer is not None:
         tokenizer = load_tokenizer(config.tokenizer)
+    elif config.dataset == "shapes":
+        tokenizer = build_shapes_tokenizer()
+    else:  # the training split's own words: validation and test words it never saw are [UNK], as for any tokenizer
+        tokenizer = build_word_tokenizer(words_of(raw["train"]["text"]))
     processor = ImageTextProcessor(tokenizer, image_size=config.image_size, max_length=config.max_text_length)
     wrap = LazyDataset if config.lazy_images else EncodedDataset
-    with PartialState().main_process_first():  # one process generates / caches, the others then read
-        splits = {split: wrap(load(config.dataset, split, root=config.data_root, **config.dataset_options), processor)
-                  for split in ("train", "validation", "test")}
+    splits = {split: wrap(rows, processor) for split, rows in raw.items()}
     pool = splits["train"]
     teacher_train = pool
     if config.teacher_rows is not None:

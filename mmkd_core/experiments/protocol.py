@@ -311,6 +311,22 @@ class Protocol:
             entries.append({**own, "two_tower": {"input_size": study.input_size, "label_counts": []}})
         return entries
 
+    def dataset_teachers(self, dataset: str, task: str | None = None, data_root: str | None = None,
+                         two_tower: bool = True) -> list[dict]:
+        """The teachers notebooks 02-04 load on a dataset other than shapes (``make reproduce``'s sections, e.g.
+        easy-VQA), as entries of the teachers phase: the from-scratch teacher and, with ``two_tower``, notebook 06's
+        pretrained two-tower teacher (no pretraining curve off the shapes benchmark). ``task`` names the rows (None:
+        the dataset's name), as the notebooks' ``task`` parameter does."""
+        task = task or dataset
+        config = self.experiment_config(task, dataset=dataset, data_root=data_root)
+        preset = ExperimentConfig.preset(self.preset, task, dataset=dataset)
+        own = {"preset": self.preset, "task": task, "dataset": dataset,
+               **({"data_root": data_root} if data_root is not None else {}),
+               **{field: getattr(config, field) for field in ("teacher_method", "teacher_epochs")
+                  if getattr(config, field) != getattr(preset, field)}}  # the fields the protocol changes
+        return [own] + ([{**own, "two_tower": {"input_size": self.pretraining.input_size, "label_counts": []}}]
+                        if two_tower else [])
+
     def teacher_seeds_for(self, task: str) -> tuple[int | None, ...]:
         """The seeds of the task's teachers; ``(None,)``: the one teacher of the preset's seed."""
         return self.teacher_seeds if (self.teacher_seeds and task in self.teacher_seed_tasks) else (None,)
