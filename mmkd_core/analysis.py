@@ -26,6 +26,41 @@ def view_predictions(model, encoded, label_names) -> pd.DataFrame:
     return frame
 
 
+def text_majority_accuracy(train_texts, train_labels, test_texts, test_labels) -> float:
+    """Accuracy of a text-only reader with no model: each distinct text gets its most frequent training label (ties:
+    the smaller label), a text never seen in training the most frequent label overall. On easy-VQA, whose 48,000
+    questions are about a hundred distinct strings, this is the question-majority baseline: what the question alone
+    tells (the answer type and its most common answer)."""
+    train_labels, test_labels = [int(v) for v in train_labels], [int(v) for v in test_labels]
+    if not train_labels or len(train_texts) != len(train_labels) or len(test_texts) != len(test_labels) \
+            or not test_labels:
+        raise ValueError(f"text_majority_accuracy: expected non-empty texts with one label each, got "
+                         f"{len(train_texts)} / {len(train_labels)} training and {len(test_texts)} / "
+                         f"{len(test_labels)} test texts / labels")
+    counts: dict[str, dict[int, int]] = {}
+    for text, label in zip(train_texts, train_labels):
+        counts.setdefault(text, {}).setdefault(label, 0)
+        counts[text][label] += 1
+    overall = pd.Series(train_labels).value_counts()
+    fallback = int(overall[overall == overall.max()].index.min())
+    answer = {text: min(c, key=lambda label: (-c[label], label)) for text, c in counts.items()}
+    return float(np.mean([answer.get(text, fallback) == label for text, label in zip(test_texts, test_labels)]))
+
+
+def view_readers(teacher, data, train_rows, test_rows) -> pd.DataFrame:
+    """What each view of the teacher reads on test, beside the no-model text reader (:func:`text_majority_accuracy`
+    of the students' pool): the joint view, the text-only and the image-only view (accuracy, in [0, 1])."""
+    out = predict(teacher, data.test, views=VIEWS)
+    labels = out["labels"]
+    lines = [{"reader": f"teacher, {name}", "test/accuracy": float((out["logits"][view].argmax(-1) == labels)
+                                                                    .float().mean())}
+             for view, name in zip(VIEWS, ("joint view", "text-only view", "image-only view"))]
+    lines.append({"reader": "majority answer of each text, no model",
+                  "test/accuracy": text_majority_accuracy(list(train_rows["text"]), list(train_rows["label"]),
+                                                          list(test_rows["text"]), list(test_rows["label"]))})
+    return pd.DataFrame(lines)
+
+
 def disagreement_grid(hf_dataset, predictions: pd.DataFrame, n: int = 8, columns: int = 4):
     """Samples where the teacher's unimodal predictions disagree with its joint prediction."""
     chosen = predictions.index[predictions["text disagrees"] | predictions["image disagrees"]][:n]

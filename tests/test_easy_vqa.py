@@ -344,3 +344,26 @@ def test_installed_package():
             assert answer_type == question_type(text), text
             assert names[label] in allowed[answer_type], (text, names[label])
     assert test[0]["image"].size == (64, 64)
+
+
+def test_text_majority_reader_golden_values():
+    from mmkd_core.analysis import text_majority_accuracy
+
+    train_texts = ["what color?", "what color?", "what color?", "is there?", "is there?"]
+    train_labels = [2, 2, 5, 0, 1]  # "is there?" ties between 0 and 1: the smaller label, 0
+    test_texts = ["what color?", "what color?", "is there?", "never seen"]
+    test_labels = [2, 5, 0, 2]  # "never seen": the most frequent label overall, 2
+    assert text_majority_accuracy(train_texts, train_labels, test_texts, test_labels) == 0.75
+    with pytest.raises(ValueError, match="expected non-empty texts with one label each"):
+        text_majority_accuracy(train_texts, train_labels[:2], test_texts, test_labels)
+
+
+def test_question_majority_on_the_installed_package():
+    """The issue's measurement: each of easy-VQA's question strings answered by its majority train answer."""
+    pytest.importorskip("easy_vqa")
+    from mmkd_core.analysis import text_majority_accuracy
+
+    train, test = load("easy_vqa", "train", validation_images=0), load("easy_vqa", "test")
+    assert len(set(train["text"])) < 150
+    accuracy = text_majority_accuracy(list(train["text"]), list(train["label"]), list(test["text"]), list(test["label"]))
+    assert accuracy == pytest.approx(0.670, abs=0.005)
