@@ -270,13 +270,30 @@ def claims_check(runs: pd.DataFrame) -> pd.DataFrame:
             rows.extend(digits_claims(runs))
             continue
         for method, baseline, label in CLAIMS:
-            rows.append(compare(runs, task, method, baseline, label=label))
+            rows.append(with_pairs(runs, compare(runs, task, method, baseline, label=label), method, baseline))
         if runs[runs["task"] == task].get("test/auroc", pd.Series(dtype=float)).notna().any():
             rows.append(compare(runs, task, "Gram", "KD (transfer set)", metric="test/auroc"))
     frame = pd.DataFrame([r for r in rows if r is not None])
     if not frame.empty:
         frame["verdict"] = [verdict(r) for _, r in frame.iterrows()]
     return frame
+
+
+PAIRED_COLUMNS = ("paired difference (points)", "paired resolvable difference (points)", "paired: separated")
+
+
+def with_pairs(runs: pd.DataFrame, row: dict | None, method: str, baseline: str) -> dict | None:
+    """A claims row with its comparison paired by seed (:func:`compare_paired`) beside the unpaired one, when both
+    sides are students with two or more seeds in common: the same seed of two methods shares its initialisation
+    (and, on the same rows, its batch order), so the paired interval is the finer resolution. The verdict stays the
+    unpaired one (intervals of the two means); the paired columns say what more seeds-in-step resolve."""
+    if row is None or TEACHER in (method, baseline):
+        return row
+    paired = compare_paired(runs, row["task"], method, baseline, metric=row["metric"])
+    if paired is None or paired["pairs"] < 2:
+        return row
+    return {**row, PAIRED_COLUMNS[0]: paired["paired difference (points)"],
+            PAIRED_COLUMNS[1]: paired["resolvable difference (points)"], PAIRED_COLUMNS[2]: paired["separated"]}
 
 
 def digits_claims(runs: pd.DataFrame) -> list[dict]:
@@ -296,6 +313,9 @@ def claims_text(claims: pd.DataFrame) -> list[str]:
     for _, row in claims.iterrows():
         text = f"{row['task']}: {row['comparison']} = {row['difference (points)']:+.2f} points ({row['metric']}, " \
                f"{row['seeds']} seeds): {row['verdict']}"
+        if pd.notna(row.get(PAIRED_COLUMNS[0], float("nan"))):
+            text += (f" [paired by seed: {row[PAIRED_COLUMNS[0]]:+.2f} ± {row[PAIRED_COLUMNS[1]]:.2f}, "
+                     f"{'separated' if row[PAIRED_COLUMNS[2]] else 'not separated'}]")
         if row["comparison"] == "Gram − KD (transfer set)" and row["metric"] == "test/accuracy":
             low, high = PAPER_GRAM_GAIN
             inside = low <= row["difference (points)"] <= high

@@ -7,7 +7,9 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import numpy as np
 import pytest
+from scipy import stats
 
 from mmkd_core import reproduce, results
 from mmkd_core.reporting import REPO_ROOT
@@ -150,6 +152,10 @@ def test_claims_are_computed_from_the_runs():
     assert bool(claims.loc["teacher − CE (no teacher)", "CIs overlap"]) is False
     kd = claims.loc["KD (transfer set) − CE (no teacher)"]
     assert not kd["CIs overlap"] and kd["verdict"].startswith("KD (transfer set) beats CE (no teacher)")
+    assert gram["paired difference (points)"] == pytest.approx(0.8)  # seeds 0-4 of both: +1, -1, +3, +1, 0
+    assert gram["paired resolvable difference (points)"] == pytest.approx(
+        100 * stats.t.ppf(0.975, 4) * np.std([0.01, -0.01, 0.03, 0.01, 0.0], ddof=1) / 5 ** 0.5, abs=0.01)
+    assert np.isnan(claims.loc["teacher − CE (no teacher)", "paired difference (points)"])  # one teacher run: unpaired
     text = " ".join(results.claims_text(results.claims_check(_runs())))
     assert "outside that range" in text  # +0.8 is outside the paper's +1.2 to +1.7
     assert "something to distil" in text and "too small" not in text  # the teacher clears the CE student here

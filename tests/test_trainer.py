@@ -33,6 +33,7 @@ def test_training_is_deterministic_and_logs_every_term(tokenizer, tiny_data, tmp
     assert "val/joint/accuracy" in results[0].epochs.columns
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert run["checkpoint_rule"] == "best-val" and 1 <= run["best_epoch"] <= 2
+    assert run["precision"] == "fp32" and run["config"]["precision"] == "default"  # computed in, and requested
     assert (tmp_path / "run" / "checkpoint" / "model.safetensors").exists()
     assert not list((tmp_path / "run").rglob("*.pt")) and not list((tmp_path / "run").rglob("*.bin"))
 

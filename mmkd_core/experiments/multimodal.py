@@ -579,7 +579,7 @@ def teacher_row(teacher, data: ExperimentData, info: dict | None = None,
             "train_seconds": info.get("train_seconds", float("nan")), "best_epoch": info.get("best_epoch"),
             "epochs": info.get("trained_epochs"), "best_step": info.get("best_step"),
             "steps": info.get("trained_steps"), "stopped_early": info.get("stopped_early"),
-            "checkpoint_rule": info.get("checkpoint_rule")}
+            "checkpoint_rule": info.get("checkpoint_rule"), "precision": info.get("precision")}
 
 
 def trained_models(rows: list[dict]) -> dict[str, torch.nn.Module]:

@@ -462,7 +462,8 @@ def write_run(result: TrainResult, run_dir: str | Path, method, config: TrainCon
     info = {"method": method.describe(), "config": dataclasses.asdict(config), "best_step": result.best_step,
             "best_epoch": result.best_epoch, "trained_steps": result.trained_steps,
             "trained_epochs": result.trained_epochs, "stopped_early": result.stopped_early,
-            "checkpoint_rule": result.checkpoint_rule, "train_seconds": result.train_seconds}
+            "checkpoint_rule": result.checkpoint_rule, "train_seconds": result.train_seconds,
+            "precision": result.precision}  # what it computed in ("bf16" or "fp32"), beside the config's request
     (run_dir / "run.json").write_text(json.dumps(info, indent=2, default=str))
     if hasattr(result.model, "save"):
         result.model.save(run_dir / "checkpoint", extra={"method": method.describe()})
