@@ -196,9 +196,10 @@ PRESETS: dict[str, dict] = {
 # What a real dataset needs under a preset (fields of ExperimentConfig), where the generic real-dataset settings (lazy
 # images, every row of each split) do not fit. easy-VQA (issue 25): a question is about one shape in a 64x64 image,
 # so 32 px with 8 px patches (16 image tokens) keep colour and shape; its 48,000 small images fit in memory, so they
-# are decoded once (lazy_images False). The students' 1,000 labelled questions are a random sample (shuffle) of a
+# are decoded once (lazy_images False). The students' 500 labelled questions are a random sample (shuffle) of a
 # 4,000-question pool, the rest is their transfer set; the teacher learns from all 4,000, and test keeps 3,000
-# questions of the 1,000 official test images. The from-scratch teacher first sits on the question prior (about 67%,
+# questions of the 1,000 official test images. 500, not 1,000: with 1,000 labels the CE student reached 72.3 ± 1.4%
+# test against the teacher's 77.0%, too close to the teacher for a comparison of what distillation adds. The from-scratch teacher first sits on the question prior (about 67%,
 # what the question alone tells) and leaves it only after 20-30 epochs; measured: patience 8 stopped it there when
 # its warm-up was 10 epochs long (cap 100), patience 20 with a 60-epoch cap let it leave (76.2% test, still improving
 # at epoch 60), lr 4e-3 or 16 px patches stayed on the prior. bf16 where the CPU computes it: its 60 epochs are
@@ -213,7 +214,7 @@ DATASET_SETTINGS: dict[str, dict[str, dict]] = {
                             image_size=32, patch_size=8, max_text_length=14, teacher_precision="native",
                             **({"teacher_epochs": 60, "teacher_patience": 20, "student_min_steps": 1000}
                                if name != "fast" else {}),
-                            **({"n_labelled": 1000} if name == "embedded" else {}))
+                            **({"n_labelled": 500} if name == "embedded" else {}))
                  for name, sizes in EASY_VQA_SIZES.items()}}
 
 
