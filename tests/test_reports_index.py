@@ -7,13 +7,14 @@ import pytest
 from mmkd_core.reproduce import write_index
 
 REPO = Path(__file__).resolve().parents[1]
-LINK = re.compile(r"\]\(((?:tables|figures)/[^)]+)\)")
+LINK = re.compile(r"\]\(((?:[a-z][a-z0-9_-]*/)?(?:tables|figures)/[^)]+)\)")  # a section's folder first, or none
 
 
 def indexed_and_present(reports: Path) -> tuple[set[str], set[str]]:
     indexed = set(LINK.findall((reports / "README.md").read_text()))
-    present = {str(p.relative_to(reports)) for folder in ("tables", "figures") for p in (reports / folder).glob("*")
-               if p.is_file()}
+    sections = [p.parent.name + "/" for p in reports.glob("*/tables") if p.parent.name[:1].isalpha()]
+    present = {str(p.relative_to(reports)) for section in ["", *sections] for folder in ("tables", "figures")
+               for p in (reports / section / folder).glob("*") if p.is_file()}
     return indexed, present
 
 
