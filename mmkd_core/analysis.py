@@ -1,13 +1,15 @@
 """Looking inside the teacher and the learned weights (notebooks 03 and 04)."""
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pandas as pd
 import torch
 import matplotlib.pyplot as plt
 import seaborn as sns
 
-from .evaluation.predict import predict
+from .evaluation.predict import classification_metrics, predict
 from .views import VIEWS
 from .experiments.multimodal import gram_snapshots, mean_gram  # noqa: F401  (the notebooks' names)
 from .evaluation.stats import mean_ci
@@ -37,13 +39,15 @@ def text_majority_accuracy(train_texts, train_labels, test_texts, test_labels) -
         raise ValueError(f"text_majority_accuracy: expected non-empty texts with one label each, got "
                          f"{len(train_texts)} / {len(train_labels)} training and {len(test_texts)} / "
                          f"{len(test_labels)} test texts / labels")
-    counts: dict[str, dict[int, int]] = {}
+    counts: dict[str, Counter] = {}
     for text, label in zip(train_texts, train_labels):
-        counts.setdefault(text, {}).setdefault(label, 0)
-        counts[text][label] += 1
-    overall = pd.Series(train_labels).value_counts()
-    fallback = int(overall[overall == overall.max()].index.min())
-    answer = {text: min(c, key=lambda label: (-c[label], label)) for text, c in counts.items()}
+        counts.setdefault(text, Counter())[label] += 1
+
+    def majority(counter: Counter) -> int:  # the most frequent label, the smaller one on a tie
+        return min(counter, key=lambda label: (-counter[label], label))
+
+    fallback = majority(Counter(train_labels))
+    answer = {text: majority(counter) for text, counter in counts.items()}
     return float(np.mean([answer.get(text, fallback) == label for text, label in zip(test_texts, test_labels)]))
 
 
@@ -51,9 +55,8 @@ def view_readers(teacher, data, train_rows, test_rows) -> pd.DataFrame:
     """What each view of the teacher reads on test, beside the no-model text reader (:func:`text_majority_accuracy`
     of the students' pool): the joint view, the text-only and the image-only view (accuracy, in [0, 1])."""
     out = predict(teacher, data.test, views=VIEWS)
-    labels = out["labels"]
-    lines = [{"reader": f"teacher, {name}", "test/accuracy": float((out["logits"][view].argmax(-1) == labels)
-                                                                    .float().mean())}
+    lines = [{"reader": f"teacher, {name}",
+              "test/accuracy": classification_metrics(out["logits"][view], out["labels"])["accuracy"]}
              for view, name in zip(VIEWS, ("joint view", "text-only view", "image-only view"))]
     lines.append({"reader": "majority answer of each text, no model",
                   "test/accuracy": text_majority_accuracy(list(train_rows["text"]), list(train_rows["label"]),

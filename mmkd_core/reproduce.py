@@ -354,9 +354,10 @@ def prepare_section(config_path: Path, section: str, out: Path) -> list[Path]:
     nbval run of that section in the fast setting: the parameters come from the plan, never typed twice."""
     import papermill
 
-    entries = [entry for entry in load_plan(config_path) if entry.get("section") == section]
+    plan = load_plan(config_path)
+    entries = [entry for entry in plan if entry.get("section") == section]
     if not entries:
-        known = sorted({entry["section"] for entry in load_plan(config_path) if entry.get("section")})
+        known = sorted({entry["section"] for entry in plan if entry.get("section")})
         raise ValueError(f"{config_path}: no notebook in section {section!r}; sections: {known}")
     out.mkdir(parents=True, exist_ok=True)
     written = []

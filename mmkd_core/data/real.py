@@ -594,8 +594,7 @@ def load_easy_vqa(split: str, root=None, validation_images: float = EASY_VQA_VAL
     path_option("root", root)
     share = float_option("validation_images", validation_images, 0, 1, high_open=True)
     seed = int_option("seed", seed, 0)
-    if not isinstance(shuffle, bool):
-        raise ValueError(f"easy_vqa: shuffle must be True or False, got {shuffle!r}")
+    shuffle = bool_option("shuffle", shuffle)
     if isinstance(max_questions, dict):
         unknown = sorted(set(max_questions) - set(EASY_VQA_SPLIT_DIRS))
         if unknown:

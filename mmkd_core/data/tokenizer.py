@@ -3,9 +3,10 @@
 The generator's vocabulary is small and closed, so a word-level tokenizer with BERT-style special
 tokens is exact (no [UNK] on benchmark text). A dataset with a small vocabulary of its own (easy-VQA's
 questions use a few dozen words) gets the same kind of tokenizer over the words of its training split
-(:func:`build_word_tokenizer` of :func:`words_of`): a word seen only outside the training split is [UNK]. It is a ``PreTrainedTokenizerFast``, so any hub tokenizer
-(``AutoTokenizer.from_pretrained(...)``) can be dropped in instead: the rest of the code only uses the
-standard ``__call__`` interface and ``pad_token_id`` / ``vocab_size``.
+(:func:`build_word_tokenizer` of :func:`words_of`): a word seen only outside the training split is [UNK].
+It is a ``PreTrainedTokenizerFast``, so any hub tokenizer (``AutoTokenizer.from_pretrained(...)``) can be
+dropped in instead: the rest of the code only uses the standard ``__call__`` interface and ``pad_token_id`` /
+``vocab_size``.
 """
 from __future__ import annotations
 

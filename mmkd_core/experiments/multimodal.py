@@ -199,8 +199,9 @@ PRESETS: dict[str, dict] = {
 # are decoded once (lazy_images False). The students' 500 labelled questions are a random sample (shuffle) of a
 # 4,000-question pool, the rest is their transfer set; the teacher learns from all 4,000, and test keeps 3,000
 # questions of the 1,000 official test images. 500, not 1,000: with 1,000 labels the CE student reached 72.3 ± 1.4%
-# test against the teacher's 77.0%, too close to the teacher for a comparison of what distillation adds. The from-scratch teacher first sits on the question prior (about 67%,
-# what the question alone tells) and leaves it only after 20-30 epochs; measured: patience 8 stopped it there when
+# test against the teacher's 77.0%, too close to the teacher for a comparison of what distillation adds. The
+# from-scratch teacher first sits on the question prior (about 67%, what the question alone tells) and leaves it
+# only after 20-30 epochs; measured: patience 8 stopped it there when
 # its warm-up was 10 epochs long (cap 100), patience 20 with a 60-epoch cap let it leave (76.2% test, still improving
 # at epoch 60), lr 4e-3 or 16 px patches stayed on the prior. bf16 where the CPU computes it: its 60 epochs are
 # most of the section's cost. Students leave that prior after 500-1,200 steps, some seeds later than others: without a
