@@ -19,7 +19,7 @@ the time each notebook took.
 - **Sections**: an entry with ``section: NAME`` runs a notebook again on other data (its ``parameters``, e.g.
   ``dataset: easy_vqa``) and writes to ``reports/NAME/`` (tables, figures, executed copy), so its files never
   collide with the main run's. ``--only NAME`` runs that section's entries (and the summary); ``--only 02`` runs
-  notebook 02 in every section. The teachers of a section's dataset are prepared in the teachers phase too
+  notebook 02 in every section, ``--only NAME/02`` only the section's. The teachers of a section's dataset are prepared in the teachers phase too
   (:meth:`~mmkd_core.experiments.Protocol.dataset_teachers`, derived from the entries' parameters).
 
 Usage: ``python -m mmkd_core.reproduce --config reproduce.yaml [--only 00 02 easy_vqa] [--plan]``
@@ -101,19 +101,21 @@ def entry_reports(reports: Path, entry: dict) -> Path:
 
 
 def select_notebooks(plan: list[dict], only: list[str] | None) -> list[dict]:
-    """The entries to run: all of them, or those whose number or section is in ``only`` plus the summary notebook
-    (``summary: true``), which reads the others' tables and so must follow any of them."""
+    """The entries to run: all of them, or those named in ``only`` plus the summary notebook (``summary: true``),
+    which reads the others' tables and so must follow any of them. A name is a number (that notebook in every
+    section: ``02``), a section (its every notebook: ``easy_vqa``) or both (one section's notebook: ``easy_vqa/06``)."""
     if not only:
         return plan
     known = [prefix_of(Path(entry["path"]).name) for entry in plan]
     sections = [entry.get("section") for entry in plan]
-    unknown = sorted(set(only) - set(known) - set(sections))
+    in_section = [f"{section}/{number}" if section else None for number, section in zip(known, sections)]
+    unknown = sorted(set(only) - set(known) - set(sections) - set(in_section))
     if unknown:
-        names = " ".join(dict.fromkeys(known + [s for s in sections if s]))
+        names = " ".join(dict.fromkeys(known + [s for s in sections + in_section if s]))
         raise ValueError(f"--only {' '.join(unknown)}: no notebook of the plan has that number or section; "
                          f"known: {names}")
-    return [entry for entry, number, section in zip(plan, known, sections)
-            if number in only or section in only or entry.get("summary")]
+    return [entry for entry, number, section, both in zip(plan, known, sections, in_section)
+            if number in only or section in only or both in only or entry.get("summary")]
 
 
 TEACHERS_STEP = "00a_teachers_in_parallel"  # sorts before the notebooks in reproduce_timings.csv

@@ -235,7 +235,9 @@ def test_a_section_runs_a_notebook_again_into_its_own_folder(tmp_path, monkeypat
     entries = reproduce.load_plan(plan)
     assert [reproduce.entry_name(e) for e in reproduce.select_notebooks(entries, ["02"])] == [
         "02_second.ipynb", "other_data/02_second.ipynb", "05_summary.ipynb"]  # a number selects every section's
-    with pytest.raises(ValueError, match="known: 01 02 05 other_data"):
+    assert [reproduce.entry_name(e) for e in reproduce.select_notebooks(entries, ["other_data/02"])] == [
+        "other_data/02_second.ipynb", "05_summary.ipynb"]  # one section's notebook
+    with pytest.raises(ValueError, match="known: 01 02 05 other_data other_data/02"):
         reproduce.select_notebooks(entries, ["nothing"])
 
 
