@@ -4,8 +4,10 @@ The figure standard of the collection, set here once:
 
 - :func:`use_style` (applied on import): one palette, readable font sizes, no top/right spines;
 - accuracies are shown in percent on axes labelled in words with their unit (:func:`percent_axis`);
-- bars start at 0 (an untruncated axis), and wherever an interval is drawn, the per-seed values are drawn
-  as dots on it (:func:`bar_with_ci`, :func:`grouped_bars`);
+- bars start at 0 (an untruncated axis); where methods all score far from 0 and differ by a few points,
+  :func:`bar_with_ci` draws points with intervals on a zoomed axis whose cut is marked (:func:`mark_zoom`);
+  wherever an interval is drawn, the per-seed values are drawn as dots on it (:func:`bar_with_ci`,
+  :func:`grouped_bars`);
 - differences to a baseline (:func:`gain_over_baseline`) are drawn in percentage points on an axis that keeps 0
   in view, with a line at 0;
 - intervals are Student-t 95% CIs over seeds (:func:`mmkd_core.evaluation.stats.mean_ci`), never
@@ -97,9 +99,12 @@ def shared_colorbar(fig, axes, mappable, label: str):
 
 
 def _bar_limits(ax, highest: float, percent: bool) -> None:
-    # Bars start at 0: a truncated axis turns small differences into large-looking ones.
+    # Bars start at 0: a truncated axis turns small differences into large-looking ones. A percent axis ends a
+    # little above 100% when a value reaches it, so that a marker at 100% is drawn whole, not cut in half.
     top = highest * 1.08 if highest > 0 else 1.0
-    ax.set_ylim(0, min(100.0, top) if percent and highest <= 100 else top)
+    if percent and highest <= 100:
+        top = 103.0 if highest > 98 else min(100.0, top)
+    ax.set_ylim(0, top)
 
 
 def _dots(ax, x: float, values: np.ndarray, width: float) -> None:
@@ -167,6 +172,35 @@ def grouped_bars(frame: pd.DataFrame, x: str, hue: str, y: str, ax=None, order: 
     return fig
 
 
+def softened_distributions(logits, label_names: Sequence[str], temperatures: Iterable[float], top_k: int = 6,
+                           title: str = "one teacher prediction, softened by each temperature"):
+    """A teacher's prediction for one row, softmax(z / T), at each temperature: the ``top_k`` answers it ranks
+    highest at T = 1, and the mass of all the others as one bar, so a 13-answer task reads like a 3-way one."""
+    logits = np.asarray(logits, dtype=float)
+    if logits.ndim != 1 or len(logits) != len(label_names):
+        raise ValueError(f"softened_distributions needs one row of logits with one entry per label name; got shape "
+                         f"{logits.shape} for {len(label_names)} label names")
+    ranked = list(np.argsort(-logits, kind="stable"))
+    shown, rest = ranked[:top_k], ranked[top_k:]
+    names = [str(label_names[i]) for i in shown] + ([f"the other {len(rest)} answers"] if rest else [])
+    rows = []
+    for t in temperatures:
+        z = logits / t
+        p = np.exp(z - z.max())
+        p /= p.sum()
+        values = [p[i] for i in shown] + ([p[rest].sum()] if rest else [])
+        rows += [{"answer": name, "temperature": f"T = {t:g}", "probability": v} for name, v in zip(names, values)]
+    fig, ax = plt.subplots(figsize=(max(6.4, 1.5 + 0.9 * len(names)), 3.2))
+    grouped_bars(pd.DataFrame(rows), x="answer", hue="temperature", y="probability", ax=ax, label="probability (%)",
+                 legend_title="temperature")
+    ax.set_xlabel("answer, in the teacher's order at T = 1")
+    if len(names) > 4:
+        plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
 def label_balance(datasets_by_split: dict, title: str = "label balance per split"):
     """Share of each label per split (bars, in %); returns the figure and the frame of fractions."""
     frames = []
@@ -182,37 +216,106 @@ def label_balance(datasets_by_split: dict, title: str = "label balance per split
     return fig, frame
 
 
+def _drawn_range(summary: pd.DataFrame, metric: str, runs: pd.DataFrame | None, order, scale: float):
+    """(frame, means, errors, per-method seed values, lowest, highest) of what :func:`bar_with_ci` draws."""
+    frame = summary.set_index("method").loc[list(order)] if order is not None else summary.set_index("method")
+    means = frame[f"{metric} mean"].to_numpy() * scale
+    errors = np.nan_to_num(frame[f"{metric} ci95"].to_numpy() * scale)
+    seeds = {method: runs.loc[runs["method"] == method, metric].dropna().to_numpy() * scale
+             for method in frame.index} if runs is not None else {}
+    drawn = np.concatenate([means + errors, means - errors] + [v for v in seeds.values() if len(v)]) \
+        if len(frame) else np.zeros(1)
+    return frame, means, errors, seeds, float(np.nanmin(drawn)), float(np.nanmax(drawn))
+
+
 def bar_with_ci(summary: pd.DataFrame, metric: str, ax=None, label: str | None = None, order: Sequence[str] | None = None,
-                scale: float = 100.0, runs: pd.DataFrame | None = None):
-    """Bars of ``<metric> mean`` with ``<metric> ci95`` whiskers, one per method (from ``summarize``).
+                scale: float = 100.0, runs: pd.DataFrame | None = None, zoom: bool | str = "auto",
+                value_range: tuple[float, float] | None = None):
+    """Each method's ``<metric> mean`` with its ``<metric> ci95`` whiskers (from ``summarize``).
 
     ``runs`` (optional): the per-run rows (one per method × seed, with ``method`` and ``metric`` columns,
-    e.g. ``rows_frame(rows)``); each run is drawn as a dot on its method's bar. The y axis starts at 0 and,
-    with ``scale=100``, reads in percent, labelled ``label`` (default: ``metric`` in words).
+    e.g. ``rows_frame(rows)``); each run is drawn as a dot on its method. With ``scale=100`` the axis reads in
+    percent, labelled ``label`` (default: ``metric`` in words).
+    ``zoom``: False draws bars on an axis from 0. True draws each mean as a point with its interval on an axis
+    that starts just below the lowest value, and marks the cut (:func:`mark_zoom`): bars from 0 would flatten a
+    difference of a few points between methods that all score 70-80%. ``"auto"`` (default) zooms when the lowest
+    value drawn is above half the highest. ``value_range``: the (lowest, highest) the axis must show, for panels
+    that share one axis (:func:`splits_with_ci`); default: this panel's own.
     """
-    frame = summary.set_index("method").loc[list(order)] if order is not None else summary.set_index("method")
+    frame, means, errors, seeds, lowest, highest = _drawn_range(summary, metric, runs, order, scale)
+    if value_range is not None:
+        lowest, highest = value_range
     if ax is None:
         fig, ax = plt.subplots(figsize=(1.0 + 0.9 * len(frame), 3.2))
     else:
         fig = ax.figure
-    means = frame[f"{metric} mean"].to_numpy() * scale
-    errors = np.nan_to_num(frame[f"{metric} ci95"].to_numpy() * scale)
-    ax.bar(range(len(frame)), means, yerr=errors, capsize=4, color=[PALETTE[i % len(PALETTE)] for i in range(len(frame))], error_kw=dict(lw=1))
-    highest = float(np.max(means + errors)) if len(frame) else 0.0
-    if runs is not None:
-        for i, method in enumerate(frame.index):
-            values = runs.loc[runs["method"] == method, metric].dropna().to_numpy() * scale
-            if len(values):
-                _dots(ax, i, values, 0.8)
-                highest = max(highest, float(values.max()))
+    zoomed = (lowest > highest / 2) if zoom == "auto" else bool(zoom)
+    colors = [PALETTE[i % len(PALETTE)] for i in range(len(frame))]
+    if zoomed:
+        for i, (mean, error) in enumerate(zip(means, errors)):
+            ax.errorbar(i, mean, yerr=error, fmt="o", color=colors[i], markersize=7, capsize=5, lw=1.5, zorder=2)
+    else:
+        ax.bar(range(len(frame)), means, yerr=errors, capsize=4, color=colors, error_kw=dict(lw=1))
+    for i, method in enumerate(frame.index):
+        if len(seeds.get(method, ())):
+            _dots(ax, i + (0.18 if zoomed else 0.0), seeds[method], 0.3 if zoomed else 0.8)
     ax.set_xticks(range(len(frame)), frame.index, rotation=30, ha="right")
     if scale == 100.0:
         percent_axis(ax, label or metric)
     else:
         ax.set_ylabel(words(label or metric))
     _bar_limits(ax, highest, scale == 100.0)
+    if zoomed:
+        mark_zoom(ax, lowest, scale == 100.0)
     fig.tight_layout()
     return fig
+
+
+def splits_with_ci(summary: pd.DataFrame, metric: str = "test/accuracy", runs: pd.DataFrame | None = None,
+                   order: Sequence[str] | None = None, splits: Sequence[str] = ("validation", "test"), title: str = ""):
+    """:func:`bar_with_ci` once per split (``metric`` names the test one: ``"test/accuracy"``), side by side on
+    one y axis, with one zoom decision for all panels so that a reader compares like with like."""
+    keys = [metric.replace("test", split, 1) for split in splits]
+    ranges = [_drawn_range(summary, key, runs, order, 100.0)[4:] for key in keys]
+    value_range = (min(r[0] for r in ranges), max(r[1] for r in ranges))
+    methods = len(order) if order is not None else len(summary)
+    fig, axes = plt.subplots(1, len(splits), figsize=(1.5 + 1.1 * methods * len(splits), 3.8), sharey=True,
+                             squeeze=False)
+    for ax, split, key in zip(axes[0], splits, keys):
+        bar_with_ci(summary, key, ax=ax, label=f"{split} {words(key.split('/', 1)[1])} (%)", order=order, runs=runs,
+                    zoom=value_range[0] > value_range[1] / 2, value_range=value_range)
+        ax.set_title(split)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def mark_zoom(ax, lowest: float, percent: bool) -> float:
+    """Start the y axis a round step below ``lowest`` (5 points for percentages) and mark the cut so that it cannot
+    go unnoticed: a dashed red bottom spine and, inside the axes, "axis starts at ..., not 0". Returns the start."""
+    top = ax.get_ylim()[1]
+    step = 5.0 if percent else (abs(top) / 20 or 1.0)
+    start = max(0.0, step * math.floor(lowest / step) - step)
+    ax.set_ylim(start, top)
+    ax.spines["bottom"].set(linestyle="--", color="red")
+    ax.text(0.01, 0.01, f"axis starts at {start:g}{'%' if percent else ''}, not 0", transform=ax.transAxes,
+            color="red", fontsize=7, ha="left", va="bottom")
+    return start
+
+
+# The loss terms the methods log (training/methods), in words for legends.
+LOSS_TERM_WORDS = {
+    "ce": "cross-entropy, labelled rows", "kd": "KD, soft targets", "total": "total (what the step minimises)",
+    "kd_joint": "KD, joint view", "kd_text": "KD, text-only view", "kd_image": "KD, image-only view",
+    "weighted_text": "weighted KD, text-only view", "weighted_image": "weighted KD, image-only view",
+    "ce_joint": "cross-entropy, joint view", "ce_text": "cross-entropy, text-only view",
+    "ce_image": "cross-entropy, image-only view", "gram": "Gram relation (MSE)",
+}
+
+
+def loss_term_words(term: str) -> str:
+    """A logged loss term in words (:data:`LOSS_TERM_WORDS`; any other: its key in words)."""
+    return LOSS_TERM_WORDS.get(term, words(term))
 
 
 def loss_curves(runs: dict[str, pd.DataFrame], terms: Iterable[str] | None = None, smooth: int = 5,
@@ -229,12 +332,13 @@ def loss_curves(runs: dict[str, pd.DataFrame], terms: Iterable[str] | None = Non
             color = colors.setdefault(column, PALETTE[len(colors) % len(PALETTE)])
             # "total" is drawn wide and pale underneath: a term equal to it (CE alone) stays visible on top
             style = dict(lw=3, alpha=0.35, zorder=1) if column == "total" else dict(lw=1.2, zorder=2)
-            (line,) = ax.plot(steps["step"], steps[column].rolling(smooth, min_periods=1).mean(), label=column,
-                              color=color, **style)
-            handles.setdefault(column, line)
+            (line,) = ax.plot(steps["step"], steps[column].rolling(smooth, min_periods=1).mean(),
+                              label=loss_term_words(column), color=color, **style)
+            handles.setdefault(loss_term_words(column), line)
         ax.set_title(name)
         ax.set_xlabel("optimisation step")
         ax.set_ylabel(f"loss (mean of {smooth} steps)")
+        ax.set_ylim(bottom=0)  # every term is a loss, never below 0
     fig.suptitle(title)
     fig.tight_layout()
     fig.legend(list(handles.values()), list(handles), title="loss term", loc="upper left",
@@ -337,11 +441,7 @@ def lines_with_ci(frame: pd.DataFrame, x: str, hue: str, y: str, xlabel: str, yl
             ax.set_ylabel(ylabel)
         _bar_limits(ax, highest, scale == 100.0)
     if zoom:
-        # a round start one step below the lowest value: 5 points for percentages, a twentieth of the top otherwise
-        step = 5.0 if scale == 100.0 else abs(highest) / 20 or 1.0
-        start = max(0.0, step * math.floor(lowest / step) - step)
-        axes[1].set_ylim(start, axes[0].get_ylim()[1])
-        axes[1].spines["bottom"].set(linestyle="--", color="red")
+        start = mark_zoom(axes[1], lowest, scale == 100.0)
         axes[1].set_title(f"zoom: the y axis starts at {start:g}{'%' if scale == 100.0 else ''}, not 0")
         axes[0].set_title("y axis from 0")
         fig.suptitle(title)
@@ -515,7 +615,7 @@ def gram_panels(matrices: dict, vmax: float = 1.0, colorbar_label: str = "G entr
 
 def gram_over_training(teacher_gram, snapshots: list, best_step: int | None = None):
     """Figure 2: the teacher's G once, the student's G at a few steps of one run (top row, one colour scale),
-    and |G_t − G_s| at the same steps (bottom row, its own shared scale)."""
+    and $|G_t - G_s|$ at the same steps (bottom row, its own shared scale)."""
     n = len(snapshots)
     fig, axes = plt.subplots(2, n + 1, figsize=(3.0 * (n + 1) + 1.2, 5.8), squeeze=False)
     teacher = np.asarray(teacher_gram)
@@ -528,7 +628,7 @@ def gram_over_training(teacher_gram, snapshots: list, best_step: int | None = No
     for k, ((step, _), gram, diff) in enumerate(zip(snapshots, grams, differences), start=1):
         kept = " (kept)" if best_step is not None and step == best_step else ""
         _heatmap(axes[0][k], gram, 0.0, top, "viridis", f"student G, step {step}{kept}")
-        d_image = _heatmap(axes[1][k], diff, 0.0, worst, "Reds", f"|G_t − G_s|, step {step}")
+        d_image = _heatmap(axes[1][k], diff, 0.0, worst, "Reds", f"$|G_t - G_s|$, step {step}")
         # rows share the view labels of their first panel: repeated tick labels would run into the panel on the left
         axes[0][k].tick_params(labelleft=False)
         if k > 1:
@@ -552,21 +652,26 @@ def accuracy_vs_cost(runs: pd.DataFrame, task: str, order: Sequence[str] | None 
     frame = runs[runs["task"] == task]
     methods = list(order) if order is not None else list(dict.fromkeys(frame["method"]))
     fig, ax = plt.subplots(figsize=(7.6, 4.0))
+    drawn = []
     for i, method in enumerate(m for m in methods if m in set(frame["method"])):
         group = frame[frame["method"] == method]
         mean, half = mean_ci(group[metric])
+        half = 0.0 if half != half else half
         seconds = float(group["train_seconds"].mean())
         color = PALETTE[i % len(PALETTE)]
-        ax.errorbar(seconds, 100 * mean, yerr=0 if half != half else 100 * half, fmt="o", capsize=4, color=color,
-                    label=method, markersize=7)
+        ax.errorbar(seconds, 100 * mean, yerr=100 * half, fmt="o", capsize=4, color=color, label=method, markersize=7)
         ax.scatter(group["train_seconds"], 100 * group[metric], s=10, color=color, alpha=0.45)
+        drawn += [100 * (mean - half), 100 * (mean + half)] + list(100 * group[metric].dropna())
     ax.set_xscale("log")
     ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_minor_locator(LogLocator(base=10, subs=()))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
     ax.set_xlabel("training time of one run (s, log scale)")
     percent_axis(ax, f"{task} {words(metric)} (%)")
-    ax.set_ylim(0, 100)
+    lowest, highest = (min(drawn), max(drawn)) if drawn else (0.0, 100.0)
+    _bar_limits(ax, highest, percent=True)
+    if lowest > highest / 2:  # methods within a few points of each other: zoom, and mark the cut
+        mark_zoom(ax, lowest, percent=True)
     ax.set_title(f"accuracy vs cost ({task}); dots = seeds")
     legend_outside(ax)
     fig.tight_layout()

@@ -31,12 +31,27 @@ def _png(fig) -> bytes:
 
 
 def test_bar_with_ci_old_call_reads_in_percent_from_zero():
-    fig = plots.bar_with_ci(SUMMARY, "validation/accuracy", label="validation/accuracy", order=["KD", "CE"])
+    fig = plots.bar_with_ci(SUMMARY, "validation/accuracy", label="validation/accuracy", order=["KD", "CE"], zoom=False)
     ax = fig.axes[0]
     assert ax.get_ylim()[0] == 0
     assert ax.get_ylabel() == "validation accuracy (%)"
     assert ax.yaxis.get_major_formatter()(50, 0) == "50%"
     assert [t.get_text() for t in ax.get_xticklabels()] == ["KD", "CE"]
+    plt.close(fig)
+
+
+def test_bar_with_ci_zooms_on_close_methods_and_marks_the_cut():
+    """54% against 56%: bars from 0 would flatten the difference. The auto zoom draws points with intervals on an
+    axis from the 5-point step below the lowest value (CE's 52% seed: 45%), with a dashed red spine and a note."""
+    fig = plots.bar_with_ci(SUMMARY, "validation/accuracy", runs=RUNS)
+    ax = fig.axes[0]
+    assert ax.get_ylim()[0] == 45 and not ax.patches  # no bars
+    assert ax.spines["bottom"].get_linestyle() == "--"
+    assert any(t.get_text() == "axis starts at 45%, not 0" for t in ax.texts)
+    plt.close(fig)
+    far = SUMMARY.assign(**{"validation/accuracy mean": [0.2, 0.9]})
+    fig = plots.bar_with_ci(far, "validation/accuracy")  # 20% against 90%: bars from 0 show it
+    assert fig.axes[0].get_ylim()[0] == 0 and len(fig.axes[0].patches) == 2
     plt.close(fig)
 
 
@@ -150,3 +165,38 @@ def test_lines_with_ci_log_x_keeps_points_at_their_values_with_plain_ticks():
     with pytest.raises(ValueError, match="above 0"):
         plots.lines_with_ci(frame.assign(rows=0), x="rows", hue="teacher", y="accuracy", xlabel="", ylabel="",
                             log_x=True)
+
+
+def test_softened_distributions_keeps_the_top_answers_and_sums_the_rest():
+    logits = np.array([0.0, 3.0, 1.0, -1.0, 2.0])
+    fig = plots.softened_distributions(logits, ["a", "b", "c", "d", "e"], temperatures=(1.0, 4.0), top_k=2)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["b", "e", "the other 3 answers"]
+    heights = sorted(round(p.get_height(), 4) for p in ax.patches)
+    soft = np.exp(logits) / np.exp(logits).sum()  # T = 1
+    expected_t1 = [soft[1], soft[4], soft[[0, 2, 3]].sum()]
+    for value in expected_t1:
+        assert round(100 * value, 4) in heights
+    assert ax.get_ylabel() == "probability (%)"
+    plt.close(fig)
+    with pytest.raises(ValueError, match="one entry per label name"):
+        plots.softened_distributions(logits, ["a", "b"], temperatures=(1.0,))
+
+
+def test_splits_with_ci_takes_one_zoom_decision_for_panels_that_share_an_axis():
+    """Validation spans 30-70% (bars from 0 alone), test 50-56%: both panels must use the same mode and show
+    every value, or the validation bars would stand on a cut axis."""
+    summary = pd.DataFrame({"method": ["CE", "KD"], "validation/accuracy mean": [0.47, 0.50],
+                            "validation/accuracy ci95": [0.10, 0.20], "test/accuracy mean": [0.54, 0.56],
+                            "test/accuracy ci95": [0.02, 0.03]})
+    fig = plots.splits_with_ci(summary, "test/accuracy")
+    validation, test = fig.axes
+    assert validation.get_ylim()[0] == 0 and len(validation.patches) == 2 and len(test.patches) == 2
+    close = summary.assign(**{"validation/accuracy ci95": [0.02, 0.02]})
+    fig2 = plots.splits_with_ci(close, "test/accuracy")
+    validation, test = fig2.axes
+    assert validation.get_ylim() == test.get_ylim() and validation.get_ylim()[0] == 40  # 45% lowest, one step below
+    assert not validation.patches and not test.patches
+    assert [ax.get_title() for ax in fig2.axes] == ["validation", "test"]
+    plt.close(fig)
+    plt.close(fig2)
