@@ -18,6 +18,7 @@ The figure standard of the collection, set here once:
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Iterable, Sequence
 
 import matplotlib as mpl
@@ -27,7 +28,9 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.ticker import NullFormatter, PercentFormatter
 
+from . import reporting
 from .evaluation.stats import mean_ci
+from .figure_checks import figure_problems
 
 PALETTE = sns.color_palette("deep")
 STYLE = {
@@ -39,6 +42,21 @@ STYLE = {
 }
 DOT_STYLE = dict(color="black", s=10, zorder=3, linewidths=0)  # per-seed values on bars
 LOG_LANE_DECADES = 0.02  # lines_with_ci(log_x=True): the outer lanes sit a factor 10^±0.02 (about ±5%) from their x
+
+
+def save_figure(fig, name: str, reports_dir=None, dpi: int = 120, caption: str | None = None):
+    """Check ``fig`` (:func:`~mmkd_core.figure_checks.figure_problems`: overlapping texts, code names in labels),
+    then write it with :func:`mmkd_core.reporting.save_figure`. In the CI setting (``MMKD_FAST=1``, where every
+    notebook draws its figures on small data) a problem is an error; elsewhere a warning, and the figure is written.
+    The check lives here, not in :mod:`~mmkd_core.reporting`: that module is in every run's import closure, and
+    editing a figure rule must not invalidate the run cache."""
+    problems = figure_problems(fig)
+    if problems:
+        message = f"figure {name!r} cannot be read at a glance: " + "; ".join(problems)
+        if reporting.is_fast():
+            raise ValueError(message)
+        warnings.warn(message, stacklevel=2)
+    return reporting.save_figure(fig, name, reports_dir, dpi=dpi, caption=caption)
 
 
 def use_style() -> None:

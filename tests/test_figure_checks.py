@@ -8,7 +8,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 
-from mmkd_core import figure_checks, plots, reporting  # noqa: E402,F401  (plots: the collection's style)
+from mmkd_core import figure_checks, plots  # noqa: E402  (plots also sets the collection's style)
 
 NAMES = ["contradiction", "entailment", "neutral"]
 
@@ -57,10 +57,10 @@ def test_save_figure_refuses_an_unreadable_figure_in_the_ci_setting_and_warns_ot
     ax.set_title("differences of test/accuracy")
     monkeypatch.setenv("MMKD_FAST", "1")
     with pytest.raises(ValueError, match="'test/accuracy'"):
-        reporting.save_figure(fig, "bad", tmp_path)
+        plots.save_figure(fig, "bad", tmp_path)
     monkeypatch.setenv("MMKD_FAST", "0")
     with pytest.warns(UserWarning, match="write it in words"):
-        reporting.save_figure(fig, "bad", tmp_path)
+        plots.save_figure(fig, "bad", tmp_path)
     assert (tmp_path / "figures" / "bad.png").exists()
     plt.close(fig)
 
@@ -72,3 +72,16 @@ def test_hidden_axes_of_image_panels_are_not_read():
         ax.axis("off")
     assert figure_checks.figure_texts(fig) == []
     plt.close(fig)
+
+
+def test_every_notebook_saves_its_figures_through_the_checked_writer():
+    """Notebooks import save_figure from plots (which checks), never the bare writer in reporting."""
+    import json
+    from pathlib import Path
+
+    for path in sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb")):
+        code = "\n".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
+        if "save_figure" in code:
+            assert "from mmkd_core.plots import save_figure" in code, path.name
+            assert "reporting import" not in code or "save_figure" not in code.split("reporting import")[1].split("\n")[0], \
+                path.name
