@@ -25,7 +25,7 @@ def figure_texts(fig) -> list:
         texts += [ax.title, ax._left_title, ax._right_title]
         for axis in (ax.xaxis, ax.yaxis):
             if ax.axison and axis.get_visible():  # an image panel's hidden axes draw no ticks
-                texts += [axis.label] + axis.get_majorticklabels() + axis.get_minorticklabels()
+                texts += [axis.label] + _drawn_tick_labels(axis)
         texts += list(ax.texts)
         legend = ax.get_legend()
         if legend is not None:
@@ -33,6 +33,16 @@ def figure_texts(fig) -> list:
     for legend in fig.legends:
         texts += [legend.get_title()] + legend.get_texts()
     return [t for t in dict.fromkeys(texts) if t.get_visible() and t.get_text().strip()]
+
+
+def _drawn_tick_labels(axis) -> list:
+    """The tick labels matplotlib draws: those of ticks inside the view interval. The locator also places ticks
+    just outside it (their labels report a position but are never drawn), and those must not count."""
+    low, high = sorted(axis.get_view_interval())
+    span = (high - low) or 1.0
+    ticks = axis.get_major_ticks(len(axis.get_majorticklocs())) + axis.get_minor_ticks(len(axis.get_minorticklocs()))
+    return [label for tick in ticks if low - 1e-9 * span <= tick.get_loc() <= high + 1e-9 * span
+            for label in (tick.label1, tick.label2) if label.get_visible()]
 
 
 def _text_corners(text, renderer) -> np.ndarray:

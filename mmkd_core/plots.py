@@ -69,6 +69,17 @@ def words(key: str) -> str:
     return key.replace("/", " ").replace("_", " ")
 
 
+TASK_WORDS = {"easy_vqa": "easy-VQA"}  # task keys whose name in a figure differs from the key
+
+
+def task_words(task: str) -> str:
+    """A task key as a figure names it: ``"easy_vqa"`` -> ``"easy-VQA"``, ``"ve-pretrained"`` -> ``"ve, pretrained
+    teacher"`` (the notebooks' own names: ve, nlvr and memes stay as they are)."""
+    base, pretrained = (task[: -len("-pretrained")], True) if task.endswith("-pretrained") else (task, False)
+    name = TASK_WORDS.get(base, words(base))
+    return f"{name}, pretrained teacher" if pretrained else name
+
+
 def percent_axis(ax, label: str, axis: str = "y", xmax: float = 100.0, decimals: int = 0) -> None:
     """Label ``axis`` in words with "(%)" and write its ticks as percentages.
 
@@ -379,7 +390,8 @@ def difference_forest(claims: pd.DataFrame, title: str = "differences of means, 
         ax.errorbar(row["difference (points)"], i, xerr=half, fmt="o", capsize=4, color=PALETTE[0],
                     markerfacecolor=PALETTE[0] if separated else "white")
     ax.axvline(0.0, color="0.4", lw=1)
-    labels = [f"{r['task']}: {r['comparison']}" if "task" in frame else r["comparison"] for _, r in frame.iterrows()]
+    labels = [f"{task_words(r['task'])}: {r['comparison']}" if "task" in frame else r["comparison"]
+              for _, r in frame.iterrows()]
     ax.set_yticks(range(len(frame)), labels)
     ax.invert_yaxis()
     ax.set_xlabel("difference of test accuracy (percentage points), 95% CI")
@@ -685,12 +697,12 @@ def accuracy_vs_cost(runs: pd.DataFrame, task: str, order: Sequence[str] | None 
     ax.xaxis.set_minor_locator(LogLocator(base=10, subs=()))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
     ax.set_xlabel("training time of one run (s, log scale)")
-    percent_axis(ax, f"{task} {words(metric)} (%)")
+    percent_axis(ax, f"{task_words(task)} {words(metric)} (%)")
     lowest, highest = (min(drawn), max(drawn)) if drawn else (0.0, 100.0)
     _bar_limits(ax, highest, percent=True)
     if lowest > highest / 2:  # methods within a few points of each other: zoom, and mark the cut
         mark_zoom(ax, lowest, percent=True)
-    ax.set_title(f"accuracy vs cost ({task}); dots = seeds")
+    ax.set_title(f"accuracy vs cost ({task_words(task)}); dots = seeds")
     legend_outside(ax)
     fig.tight_layout()
     return fig

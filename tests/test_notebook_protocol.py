@@ -115,6 +115,20 @@ def test_notebook_takes_the_protocol_as_a_parameter(path):
     assert {"protocol", "protocol_overrides"} <= assigned, f"{path.name}: parameters {sorted(assigned)}"
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_papermill_reads_every_parameter_with_its_help(path):
+    """papermill's parser gives up on a line whose comment holds "=" (it logs "Unable to parse line", once per run
+    of the notebook): every assignment of the parameters cell must come back from its inspect, with its comment."""
+    import nbformat
+    from papermill.translators import PythonTranslator
+
+    source = next(source for is_parameters, source in cells(path) if is_parameters)
+    assigned = [t.id for node in ast.parse(source).body if isinstance(node, ast.Assign)
+                for t in node.targets if isinstance(t, ast.Name)]
+    read = PythonTranslator.inspect(nbformat.v4.new_code_cell(source=source))
+    assert [p.name for p in read] == assigned, f"{path.name}: papermill reads {[p.name for p in read]}"
+
+
 def test_protocols_hold_what_the_notebooks_used_to_type():
     """The embedded protocol is what make reproduce reports; fast and gpu differ only where they say."""
     embedded, fast = Protocol.embedded(), Protocol.fast()

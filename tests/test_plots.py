@@ -200,3 +200,10 @@ def test_splits_with_ci_takes_one_zoom_decision_for_panels_that_share_an_axis():
     assert [ax.get_title() for ax in fig2.axes] == ["validation", "test"]
     plt.close(fig)
     plt.close(fig2)
+
+
+@pytest.mark.parametrize("task,name", [("ve", "ve"), ("easy_vqa", "easy-VQA"),
+                                       ("easy_vqa-pretrained", "easy-VQA, pretrained teacher"),
+                                       ("ve-pretrained", "ve, pretrained teacher")])
+def test_task_words(task, name):
+    assert plots.task_words(task) == name
