@@ -179,3 +179,13 @@ def test_task_options_take_one_variant_off_its_ceiling_everywhere_it_is_opened()
     assert {"preset": "embedded", "task": "memes", "dataset_options": {"label_noise": 0.2}} in protocol.teachers()
     # a notebook's own dataset_options win over the protocol's
     assert protocol.experiment_config("memes", dataset_options={"label_noise": 0.0}).dataset_options["label_noise"] == 0
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_cell_has_an_id(path):
+    """nbformat 4.5 cells carry an id; a cell added without one makes every papermill and nbval run warn
+    (MissingIDFieldWarning) and will be an error in later nbformat versions."""
+    notebook = json.loads(path.read_text())
+    if (notebook["nbformat"], notebook["nbformat_minor"]) >= (4, 5):
+        ids = [cell.get("id") for cell in notebook["cells"]]
+        assert None not in ids and len(set(ids)) == len(ids), f"{path.name}: cells without a unique id"
