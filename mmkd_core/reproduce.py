@@ -318,8 +318,63 @@ def regime_block(reports: Path, rel) -> list[str]:
     return lines
 
 
+PERFORMANCE_START, PERFORMANCE_END = "<!-- performance:start -->", "<!-- performance:end -->"
+STEP_COLUMNS = ["step", "median ms", "× plain CE", "GFLOP/s", "fraction of fp32 peak"]
+STEP_DIGITS = {"median ms": 1, "× plain CE": 2, "GFLOP/s": 1, "fraction of fp32 peak": 2}
+
+
+def performance_block(reports: Path) -> list[str]:
+    """The README's performance numbers, rendered from the tables of the last reproduction: the step bench
+    (``bench_steps_cpu.csv``, notebook 05's ``make bench``), the trainer against a bare loop and the time of each
+    step of ``make reproduce`` (``reproduce_timings.csv``). Empty when none of them exists."""
+    tables = reports / "tables"
+    lines = []
+    steps = tables / "bench_steps_cpu.csv"
+    if steps.exists():
+        bench = pd.read_csv(steps)
+        kinds = bench[bench["GFLOP per step"].notna()]
+        ratio = bench[bench["GFLOP per step"].isna()]
+        device = bench["device"].iloc[0]
+        lines += [f"Training steps on {device} (`make bench`, float32, batch as the notebooks'; "
+                  f"`reports/tables/bench_steps_cpu.csv`). FLOPs are counted by `torch.utils.flop_counter` "
+                  "(matmuls and attention, not element-wise work, so the rate is a lower bound) and set against a "
+                  "2048² matmul timed on the same cores:", "",
+                  kinds[[c for c in STEP_COLUMNS if c in kinds]].round(STEP_DIGITS).to_markdown(index=False), ""]
+        peak_fp32 = kinds["peak GFLOP/s (fp32 matmul)"].iloc[0]
+        peak_bf16 = kinds["peak GFLOP/s (bf16 matmul)"].iloc[0]
+        lines += [f"Matmul peak on these cores: {peak_fp32:.0f} GFLOP/s in float32, {peak_bf16:.0f} in bf16."]
+        if len(ratio):
+            lines += [f"The training loop as the notebooks run it (validation every 40 steps included) reaches "
+                      f"{ratio['× plain CE'].iloc[0]:.2f}× the samples/s of a bare forward/backward/AdamW loop on "
+                      "the same batches (`bench_trainer_cpu.csv`)."]
+        lines.append("")
+    timings = tables / "reproduce_timings.csv"
+    if timings.exists():
+        times = pd.read_csv(timings)
+        sections = times["notebook"].str.contains("/")
+        main, section = times[~sections], times[sections]
+        teachers = times.loc[times["notebook"] == TEACHERS_STEP, "seconds"]
+        lines += [f"`make reproduce` (`reports/tables/reproduce_timings.csv`, each step's time in the run that last "
+                  f"executed it; a step that found its runs cached takes less than a cold one): the main notebooks "
+                  f"{main['seconds'].sum():,.0f} s ({main['seconds'].sum() / 60:.0f} min), the easy-VQA section "
+                  f"{section['seconds'].sum():,.0f} s ({section['seconds'].sum() / 60:.0f} min)"
+                  + (f"; the main notebooks' time includes the teachers phase, {teachers.iloc[0]:,.0f} s"
+                     if len(teachers) else "") + ".", "",
+                  times.assign(seconds=times["seconds"].round(0).astype(int)).to_markdown(index=False), ""]
+    return lines
+
+
+def _replace_block(text: str, start_marker: str, end_marker: str, lines: list[str]) -> str:
+    """``text`` with the lines between its two markers replaced; unchanged when a marker is missing."""
+    if start_marker not in text or end_marker not in text:
+        return text
+    start, end = text.index(start_marker), text.index(end_marker) + len(end_marker)
+    return text[:start] + "\n".join([start_marker, "", *lines, end_marker]) + text[end:]
+
+
 def update_readme(readme: Path, reports: Path) -> bool:
-    """Copy the headline table (notebook 05) and figure into the README between the result markers.
+    """Copy the headline table (notebook 05) and figure into the README between the result markers, and the
+    performance numbers (:func:`performance_block`) between the performance markers.
 
     The README then shows results without anyone running anything, and its numbers still come from
     the papermill run, never typed in. Returns False when there is nothing to copy or no markers.
@@ -347,7 +402,8 @@ def update_readme(readme: Path, reports: Path) -> bool:
     block += regime_block(reports, rel)
     block.append(README_END)
     start, end = text.index(README_START), text.index(README_END) + len(README_END)
-    readme.write_text(text[:start] + "\n".join(block) + text[end:])
+    text = text[:start] + "\n".join(block) + text[end:]
+    readme.write_text(_replace_block(text, PERFORMANCE_START, PERFORMANCE_END, performance_block(reports)))
     return True
 
 

@@ -75,7 +75,7 @@ def test_notebooks_import_no_private_name():
 # The house, ground floor first. A module may import from its own floor or below, never above: at module level
 # or inside a function (a deferred import is still an arrow). Floors hold top-level names under mmkd_core.
 FLOORS = [
-    ("views", "labels", "reporting", "figure_checks", "hub", "determinism", "parallel", "sources"),  # no mmkd_core import of consequence
+    ("views", "labels", "reporting", "figure_checks", "prose_checks", "hub", "determinism", "parallel", "sources"),  # no mmkd_core import of consequence
     ("losses",),
     ("data",),
     ("models",),                    # nn.Modules and their builders only

@@ -272,3 +272,39 @@ def test_a_sections_dataset_teachers_are_prepared_with_the_others(tmp_path):
     assert reproduce.load_teachers(committed, ["easy_vqa"]) == easy
     assert reproduce.load_teachers(committed, ["03"]) == embedded.teachers(["03"]) + easy[:1]  # 03 on easy_vqa too
     assert reproduce.load_teachers(committed, ["02"]) == embedded.teachers(["02"]) + easy[:1]  # 06 brings the towers
+
+
+def test_the_readmes_performance_numbers_come_from_the_last_runs_tables(tmp_path):
+    tables = tmp_path / "reports" / "tables"
+    tables.mkdir(parents=True)
+    (tables / "05_all_methods.md").write_text("| method |\n|:--|\n| KD |\n")
+    peaks = "123.4,321.0"
+    (tables / "bench_steps_cpu.csv").write_text(
+        "step,median ms,GFLOP per step,GFLOP/s,× plain CE,peak GFLOP/s (fp32 matmul),peak GFLOP/s (bf16 matmul),"
+        "fraction of fp32 peak,device\n"
+        f"plain CE,31.25,1.0,32.0,1.0,{peaks},0.26,CPU (test)\n"
+        f"MSD (3 views),50.0,2.0,40.0,1.6,{peaks},0.32,CPU (test)\n"
+        "trainer / bare loop (samples/s ratio),,,,0.877,,,,CPU (test)\n")
+    (tables / "reproduce_timings.csv").write_text(
+        f"notebook,seconds\n{reproduce.TEACHERS_STEP},60.0\n02_x.ipynb,600.0\neasy_vqa/02_x.ipynb,120.0\n")
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- results:start -->\nold\n<!-- results:end -->\nmiddle typed by hand\n"
+                      f"{reproduce.PERFORMANCE_START}\nstale 999 s\n{reproduce.PERFORMANCE_END}\noutro\n")
+    assert reproduce.update_readme(readme, tmp_path / "reports")
+    text = readme.read_text()
+    block = text[text.index(reproduce.PERFORMANCE_START):text.index(reproduce.PERFORMANCE_END)]
+    assert "stale 999 s" not in text
+    for number in ("31.2", "1.6", "0.32", "123 GFLOP/s", "0.88×", "660 s (11 min)", "120 s (2 min)", "60 s"):
+        assert number in block, number
+    assert "trainer / bare loop" not in block  # the ratio is a sentence, not a row of the steps table
+    assert text.startswith("intro\n") and "middle typed by hand\n" in text and text.endswith("outro\n")
+
+
+def test_a_readme_without_the_performance_markers_keeps_its_text(tmp_path):
+    tables = tmp_path / "reports" / "tables"
+    tables.mkdir(parents=True)
+    (tables / "05_all_methods.md").write_text("| method |\n|:--|\n| KD |\n")
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- results:start -->\n<!-- results:end -->\nperformance typed by hand\n")
+    assert reproduce.update_readme(readme, tmp_path / "reports")
+    assert readme.read_text().endswith("performance typed by hand\n")
