@@ -1,0 +1,86 @@
+"""The measured conditions behind a method's help or tie (mmkd_core.conditions): golden values and errors."""
+import pandas as pd
+import pytest
+
+from mmkd_core.conditions import conditions_reading, measured_conditions, view_references, weight_movement
+from mmkd_core.experiments import ExperimentConfig
+
+TEACHER = {"test/accuracy": 0.90, "test/text/accuracy": 0.70, "test/image/accuracy": 0.40}
+REFERENCES = {"text": ("text cue ceiling", 0.55), "image": ("image cue ceiling", 0.35)}
+
+
+def kd_runs(*accuracies):
+    return pd.DataFrame({"method": ["KD (transfer set)"] * len(accuracies), "seed": range(len(accuracies)),
+                         "test/accuracy": accuracies})
+
+
+def comparison(difference, resolvable, overlap):
+    return pd.DataFrame([{"comparison": "MSD population − KD (transfer set)", "difference (points)": difference,
+                          "resolvable difference (points)": resolvable, "CIs overlap": overlap}])
+
+
+def test_measured_conditions_golden_values():
+    table = measured_conditions(TEACHER, kd_runs(0.80, 0.82), REFERENCES, gram_distance=0.25,
+                                weights={"meta": {"text mean |w − 1|": 0.1}}).set_index("condition")["value"]
+    assert table["headroom: teacher − KD student"] == pytest.approx(9.0)
+    assert table["text-only view − text cue ceiling"] == pytest.approx(15.0)
+    assert table["image-only view − image cue ceiling"] == pytest.approx(5.0)
+    assert table["joint view − best single view"] == pytest.approx(20.0)
+    assert table["‖Ḡ − uniform‖ (teacher's mean Gram matrix)"] == pytest.approx(0.25)
+    assert table["meta weights, text mean |w − 1|"] == pytest.approx(0.1)
+
+
+def test_reading_expects_a_help_with_headroom_and_a_view_of_its_own_and_says_what_was_measured():
+    conditions = measured_conditions(TEACHER, kd_runs(0.80, 0.82), REFERENCES)
+    lines = conditions_reading(conditions, comparison(1.0, 2.0, True), "MSD")
+    assert "9.0 points above the KD student" in lines[0] and "2.0 points" in lines[0]
+    assert lines[-1].startswith("So MSD could help here") and "text view carries" in lines[-1]
+    assert lines[-1].endswith("every comparison with KD is a tie here.")
+    assert "it helps here" in conditions_reading(conditions, comparison(3.0, 2.0, False), "MSD")[-1]
+
+
+def test_reading_says_why_not_without_headroom_or_without_single_view_evidence():
+    no_room = measured_conditions(TEACHER, kd_runs(0.894, 0.90), REFERENCES)
+    line = conditions_reading(no_room, comparison(0.0, 1.0, True), "Gram")[-1]
+    assert line.startswith("So Gram is not expected to help here") and "(+0.3 points) is no more than the 1.0 points" in line
+    flat_views = measured_conditions({**TEACHER, "test/text/accuracy": 0.56}, kd_runs(0.8), REFERENCES)
+    line = conditions_reading(flat_views, comparison(0.0, 1.0, True), "Gram")[-1]
+    assert "no single-modality view is 10 points above its reference" in line
+
+
+def test_weight_movement_per_sample_late_means():
+    weights = pd.DataFrame({"index": [0, 1, 0, 1], "step": [0, 0, 10, 10],
+                            "text": [5.0, 5.0, 1.5, 0.5], "image": [1.0, 1.0, 1.0, 1.0]})
+    moved = weight_movement(weights, start=1.0, last_fraction=0.5)  # only step 10 is late
+    assert moved["text mean |w − 1|"] == pytest.approx(0.5)
+    assert moved["text std across samples"] == pytest.approx(0.5)
+    assert moved["image mean |w − 1|"] == 0 and moved["image std across samples"] == 0
+
+
+def test_view_references_on_shapes_are_the_cue_ceilings():
+    config = ExperimentConfig.preset("fast", dataset_options={"text_cue": 0.4, "image_cue": 0.1})
+    references = view_references("shapes", config)
+    assert references["text"] == ("text cue ceiling", pytest.approx(0.4 + 0.6 / 3))
+    assert references["image"] == ("image cue ceiling", pytest.approx(0.1 + 0.9 / 3))
+
+
+def test_view_references_elsewhere_read_the_texts_and_the_label_counts():
+    train = pd.DataFrame({"text": ["a", "a", "b", "c"], "label": [1, 1, 0, 1]})
+    test = pd.DataFrame({"text": ["a", "b", "d", "b"], "label": [1, 0, 0, 1]})
+    references = view_references("easy_vqa", train_rows=train, test_rows=test)
+    assert references["text"][1] == pytest.approx(0.5)   # a→1 right, b→0 right, d→1 (fallback) wrong, b→0 wrong
+    assert references["image"] == ("most frequent label", pytest.approx(0.5))
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: measured_conditions({"test/accuracy": 0.9}, kd_runs(0.8), REFERENCES), "with the text and image views"),
+    (lambda: measured_conditions(TEACHER, kd_runs(0.8).assign(method="CE"), REFERENCES), r"no 'KD \(transfer set\)'"),
+    (lambda: weight_movement(pd.DataFrame({"text": [1.0]})), "lacks columns"),
+    (lambda: view_references("shapes"), "need the experiment's config"),
+    (lambda: view_references("easy_vqa"), "needs its training and test rows"),
+    (lambda: conditions_reading(measured_conditions(TEACHER, kd_runs(0.8), REFERENCES), comparison(0, 1, True)[:0],
+                                "MSD"), "no comparison"),
+])
+def test_bad_input_names_what_was_expected(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
