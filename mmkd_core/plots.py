@@ -378,25 +378,45 @@ def loss_curves(runs: dict[str, pd.DataFrame], terms: Iterable[str] | None = Non
 use_style()
 
 
-def difference_forest(claims: pd.DataFrame, title: str = "differences of means, with the resolvable difference"):
+def difference_forest(claims: pd.DataFrame, title: str = "differences of means, with the resolvable difference",
+                      panels=None, paper_bands: dict[str, tuple[float, float]] | None = None):
     """One line per comparison: the difference of means (points) and its 95% CI (the resolvable difference),
-    against a zero line. Comparisons whose method intervals separate are drawn filled, the others hollow."""
+    against a zero line. Comparisons whose method intervals separate are drawn filled, the others hollow.
+
+    ``panels``: a function of a claims row giving the name of its panel (None: one panel). Each panel gets its own
+    x axis, so that rows of a few points are not squeezed by rows of tens of points (notebook 05: differences
+    against CE beside differences against KD). ``paper_bands``: comparison-name prefix → (low, high), the gain a
+    paper reports for that comparison, drawn as a shaded band on the rows it applies to.
+    """
     frame = claims.reset_index(drop=True)
-    fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(frame) + 1.4))
-    for i, row in frame.iterrows():
-        half = row["resolvable difference (points)"]
-        half = 0.0 if half != half else half
-        separated = not row["CIs overlap"]
-        ax.errorbar(row["difference (points)"], i, xerr=half, fmt="o", capsize=4, color=PALETTE[0],
-                    markerfacecolor=PALETTE[0] if separated else "white")
-    ax.axvline(0.0, color="0.4", lw=1)
-    labels = [f"{task_words(r['task'])}: {r['comparison']}" if "task" in frame else r["comparison"]
-              for _, r in frame.iterrows()]
-    ax.set_yticks(range(len(frame)), labels)
-    ax.invert_yaxis()
-    ax.set_xlabel("difference of test accuracy (percentage points), 95% CI")
-    ax.set_title(title)
-    fig.tight_layout()
+    names = [panels(row) for _, row in frame.iterrows()] if panels else [""] * len(frame)
+    order = list(dict.fromkeys(names))
+    fig, axes = plt.subplots(len(order), 1, squeeze=False, figsize=(7.5, 0.45 * len(frame) + 1.4 + 0.5 * len(order)),
+                             gridspec_kw={"height_ratios": [names.count(name) + 1 for name in order]})
+    for ax, name in zip(axes[:, 0], order):
+        banded = False
+        part = frame[[n == name for n in names]].reset_index(drop=True)
+        for i, row in part.iterrows():
+            for prefix, (low, high) in (paper_bands or {}).items():
+                if str(row["comparison"]).startswith(prefix):
+                    ax.fill_betweenx([i - 0.4, i + 0.4], low, high, color=PALETTE[1], alpha=0.3, lw=0)
+                    banded = True
+            half = row["resolvable difference (points)"]
+            half = 0.0 if half != half else half
+            separated = not row["CIs overlap"]
+            ax.errorbar(row["difference (points)"], i, xerr=half, fmt="o", capsize=4, color=PALETTE[0],
+                        markerfacecolor=PALETTE[0] if separated else "white")
+        ax.axvline(0.0, color="0.4", lw=1)
+        labels = [f"{task_words(r['task'])}: {r['comparison']}" if "task" in part else r["comparison"]
+                  for _, r in part.iterrows()]
+        ax.set_yticks(range(len(part)), labels)
+        ax.set_ylim(len(part) - 0.5, -0.5)
+        ax.set_xlabel("difference of test accuracy (percentage points), 95% CI")
+        band_words = "shaded: the gain the paper reports" if banded else ""
+        if name or band_words:
+            ax.set_title("; ".join(words for words in (name, band_words) if words), fontsize="medium")
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_figheight()))  # the top 0.45 inch for the figure's title
     return fig
 
 

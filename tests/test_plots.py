@@ -207,3 +207,40 @@ def test_splits_with_ci_takes_one_zoom_decision_for_panels_that_share_an_axis():
                                        ("ve-pretrained", "ve, pretrained teacher")])
 def test_task_words(task, name):
     assert plots.task_words(task) == name
+
+
+def test_difference_forest_gives_each_panel_its_axis_and_shades_the_papers_band():
+    from matplotlib.collections import PolyCollection
+    from mmkd_core.figure_checks import figure_problems
+
+    claims = pd.DataFrame([
+        {"task": "ve", "comparison": "KD (transfer set) − CE (no teacher)", "difference (points)": 30.0,
+         "resolvable difference (points)": 2.0, "CIs overlap": False},
+        {"task": "ve", "comparison": "Gram − KD (transfer set)", "difference (points)": 0.3,
+         "resolvable difference (points)": 0.8, "CIs overlap": True},
+        {"task": "nlvr", "comparison": "MSD population − KD (transfer set)", "difference (points)": -0.5,
+         "resolvable difference (points)": 0.6, "CIs overlap": True}])
+    fig = plots.difference_forest(claims, title="every claim", paper_bands={"Gram − KD": (1.2, 1.7)},
+                                  panels=lambda row: "against KD" if "− KD" in row["comparison"] else "against CE")
+    top, bottom = fig.axes
+    assert top.get_title() == "against CE" and bottom.get_title().startswith("against KD; shaded")
+    assert bottom.get_xlim()[1] < 5 < 30 < top.get_xlim()[1]   # the small differences keep their own axis
+    bands = [c for c in bottom.collections if isinstance(c, PolyCollection)]
+    assert len(bands) == 1 and np.allclose(sorted(set(bands[0].get_paths()[0].vertices[:, 0])), [1.2, 1.7])
+    assert [t.get_text() for t in bottom.get_yticklabels()] == ["ve: Gram − KD (transfer set)",
+                                                                "nlvr: MSD population − KD (transfer set)"]
+    assert not figure_problems(fig)
+    plt.close(fig)
+
+
+def test_difference_forest_title_clears_a_long_first_panel_title():
+    from mmkd_core.figure_checks import figure_problems
+
+    claims = pd.DataFrame([{"task": "easy_vqa-pretrained", "difference (points)": i,
+                            "comparison": f"KD (transfer set) − KD (transfer set, from-scratch teacher {i})",
+                            "resolvable difference (points)": 1.0, "CIs overlap": True} for i in range(2)])
+    fig = plots.difference_forest(claims, title="every claim: difference of means with its 95% CI (filled: "
+                                  "intervals separate)", panels=lambda row: "against the CE student, the teacher "
+                                  "and the labels")
+    assert not figure_problems(fig)
+    plt.close(fig)
