@@ -11,8 +11,22 @@ import seaborn as sns
 
 from .evaluation.predict import classification_metrics, predict
 from .views import VIEWS
-from .experiments.multimodal import gram_snapshots, mean_gram  # noqa: F401  (the notebooks' names)
+from .evaluation.probes import count_parameters
+from .experiments.multimodal import build_model, gram_snapshots, mean_gram  # noqa: F401  (the notebooks' names)
 from .evaluation.stats import mean_ci
+
+
+def model_sizes(config, data) -> str:
+    """The sizes of an experiment's teacher and student as one line for a notebook to print: layers, width,
+    attention heads and parameters of each (built at random, as :func:`~mmkd_core.experiments.build_model` does)."""
+    parts = []
+    for role in ("teacher", "student"):
+        model = build_model(config, data, role)
+        size = model.config
+        layers = size.num_hidden_layers
+        parts.append(f"{role}: {layers} layer{'s' if layers != 1 else ''}, width {size.hidden_size}, "
+                     f"{size.num_attention_heads} heads, {count_parameters(model):,} parameters")
+    return "; ".join(parts)
 
 
 def view_predictions(model, encoded, label_names) -> pd.DataFrame:
