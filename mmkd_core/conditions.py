@@ -25,12 +25,22 @@ import pandas as pd
 from .analysis import text_majority_accuracy
 from .data.shapes import ShapesConfig
 
-__all__ = ["SINGLE_VIEW_EVIDENCE_POINTS", "conditions_reading", "measured_conditions", "view_references",
-           "weight_movement"]
+__all__ = ["SINGLE_VIEW_EVIDENCE_POINTS", "conditions_reading", "cue_ceiling", "measured_conditions",
+           "view_references", "weight_movement"]
 
 # a single-modality view counts as carrying evidence of its own at this many points above its reference (issue 24's
 # target for benchmark v2)
 SINGLE_VIEW_EVIDENCE_POINTS = 10.0
+
+
+def cue_ceiling(shapes: ShapesConfig, modality: str) -> float:
+    """The accuracy of a reader of one modality's cue alone on the shapes benchmark: c + (1 − c)/K, with c the
+    ``text_cue`` or ``image_cue`` knob and K the task's classes (the cue gives the label away with probability c;
+    otherwise the reader guesses among K balanced classes)."""
+    if modality not in ("text", "image"):
+        raise ValueError(f"cue_ceiling: modality must be 'text' or 'image', got {modality!r}")
+    cue = shapes.text_cue if modality == "text" else shapes.image_cue
+    return cue + (1 - cue) / len(shapes.labels)
 
 
 def view_references(dataset: str, config=None, train_rows=None, test_rows=None) -> dict[str, tuple[str, float]]:
@@ -49,9 +59,7 @@ def view_references(dataset: str, config=None, train_rows=None, test_rows=None) 
             raise ValueError("view_references: the shapes benchmark's references need the experiment's config "
                              "(its text_cue and image_cue knobs)")
         shapes = ShapesConfig(**config.dataset_options)
-        k = len(shapes.labels)
-        return {"text": ("text cue ceiling", shapes.text_cue + (1 - shapes.text_cue) / k),
-                "image": ("image cue ceiling", shapes.image_cue + (1 - shapes.image_cue) / k)}
+        return {view: (f"{view} cue ceiling", cue_ceiling(shapes, view)) for view in ("text", "image")}
     if train_rows is None or test_rows is None:
         raise ValueError(f"view_references: dataset {dataset!r} needs its training and test rows (columns 'text' "
                          "and 'label') for the text-majority and most-frequent-label readers")

@@ -2,7 +2,8 @@
 import pandas as pd
 import pytest
 
-from mmkd_core.conditions import conditions_reading, measured_conditions, view_references, weight_movement
+from mmkd_core.conditions import (conditions_reading, cue_ceiling, measured_conditions, view_references,
+                                   weight_movement)
 from mmkd_core.experiments import ExperimentConfig
 
 TEACHER = {"test/accuracy": 0.90, "test/text/accuracy": 0.70, "test/image/accuracy": 0.40}
@@ -84,3 +85,13 @@ def test_view_references_elsewhere_read_the_texts_and_the_label_counts():
 def test_bad_input_names_what_was_expected(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_cue_ceiling_of_each_modality():
+    from mmkd_core.data.shapes import ShapesConfig
+
+    config = ShapesConfig(text_cue=0.3, image_cue=0.0, task="nlvr")
+    assert cue_ceiling(config, "text") == pytest.approx(0.3 + 0.7 / 2)
+    assert cue_ceiling(config, "image") == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="'text' or 'image'"):
+        cue_ceiling(config, "joint")
