@@ -388,7 +388,9 @@ def update_readme(readme: Path, reports: Path) -> bool:
         return False
     rel = reports.relative_to(readme.parent) if reports.is_relative_to(readme.parent) else reports
     block = [README_START, "", "All methods on the embedded benchmark, test/validation accuracy (%) as mean ± 95% CI over",
-             "seeds, best-validation checkpoints (from `make reproduce`, notebook 05):", "", table.read_text().strip(), ""]
+             "seeds, best-validation checkpoints (from `make reproduce`, notebook 05). The `params` column lists every",
+             "size a method ran at across the tasks; `train s` and `epochs` are means over all of a method's runs, every",
+             "task pooled:", "", table.read_text().strip(), ""]
     if claims.exists():
         block += ["The papers' claims checked against these runs:", "", claims.read_text().strip(), ""]
     figure = reports / "figures" / "05_accuracy_vs_cost.png"
