@@ -19,14 +19,18 @@ comparisons with KD into the sentences a notebook's last reading prints.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
 from .analysis import text_majority_accuracy
 from .data.shapes import ShapesConfig
 
-__all__ = ["SINGLE_VIEW_EVIDENCE_POINTS", "conditions_reading", "cue_ceiling", "measured_conditions",
-           "view_references", "weight_movement"]
+__all__ = ["SINGLE_VIEW_EVIDENCE_POINTS", "collect_conditions", "conditions_overview", "conditions_reading",
+           "cue_ceiling", "overview_reading", "measured_conditions", "view_references", "weight_movement"]
+
+CONDITION_TABLES = ("03_conditions.csv", "04_conditions.csv", "06_conditions.csv")
 
 # a single-modality view counts as carrying evidence of its own at this many points above its reference (issue 24's
 # target for benchmark v2)
@@ -183,4 +187,72 @@ def conditions_reading(conditions: pd.DataFrame, comparisons: pd.DataFrame, meth
                      f" view{'s carry' if len(informative) > 1 else ' carries'} evidence of its own; {shown}.")
     else:
         lines.append(f"So {method} is not expected to help here: {'; and '.join(why)}. Measured: {shown}.")
+    return lines
+
+
+def collect_conditions(reports_dir: str | Path, files=CONDITION_TABLES) -> pd.DataFrame:
+    """Every conditions table notebooks 03, 04 and 06 wrote (``reports_dir/tables`` and each section's
+    ``reports_dir/SECTION/tables``), one frame with a ``source`` column (``03``, ``easy_vqa/06``...); empty when
+    none was written yet. ``reports/_scratch`` is not a section and is never read."""
+    reports_dir = Path(reports_dir)
+    folders = [reports_dir / "tables"] + sorted(p for p in reports_dir.glob("*/tables")
+                                                if p.is_dir() and p.parent.name[:1].isalpha())
+    frames = []
+    for folder in folders:
+        for name in files:
+            path = folder / name
+            if path.exists():
+                prefix = "" if folder == reports_dir / "tables" else folder.parent.name + "/"
+                frames.append(pd.read_csv(path).assign(source=prefix + name[:2]))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        columns=["condition", "value", "unit", "task", "source"])
+
+
+OVERVIEW_CONDITIONS = {"headroom: teacher − KD student": "headroom (points)",
+                       "text-only view − ": "text-only view − its reference (points)",
+                       "image-only view − ": "image-only view − its reference (points)",
+                       "‖Ḡ − uniform‖": "‖Ḡ − uniform‖"}
+
+
+def conditions_overview(collected: pd.DataFrame) -> pd.DataFrame:
+    """One line per task (and the notebook that measured it) with the conditions every method needs:
+    headroom, each single-modality view against its reference and ‖Ḡ − uniform‖ (where measured), from
+    :func:`collect_conditions`. The first notebook that measured a task's condition gives its value."""
+    if collected.empty:
+        return pd.DataFrame(columns=["task", *OVERVIEW_CONDITIONS.values()])
+    missing = {"condition", "value", "task", "source"} - set(collected.columns)
+    if missing:
+        raise ValueError(f"conditions_overview: the conditions frame lacks {sorted(missing)}; expected "
+                         "collect_conditions' columns (condition, value, task, source)")
+    lines = {}
+    for _, row in collected.iterrows():
+        for prefix, column in OVERVIEW_CONDITIONS.items():
+            if str(row["condition"]).startswith(prefix):
+                line = lines.setdefault(row["task"], {"task": row["task"]})
+                if column not in line:
+                    line[column] = row["value"]
+                    line.setdefault("measured in", row["source"])
+    return pd.DataFrame(list(lines.values()))
+
+
+def overview_reading(overview: pd.DataFrame, claims: pd.DataFrame) -> list[str]:
+    """One sentence per task of :func:`conditions_overview`: whether MSD and Gram would be expected to help there
+    (headroom above the largest resolvable difference of the task's method − KD claims, and a single-modality view
+    :data:`SINGLE_VIEW_EVIDENCE_POINTS` above its reference), and how many of those claims separate upward."""
+    lines = []
+    against_kd = claims[claims["comparison"].str.endswith("− KD (transfer set)")
+                        & ~claims["comparison"].str.startswith("KD")]
+    for _, row in overview.iterrows():
+        rows = against_kd[against_kd["task"] == row["task"]]
+        if rows.empty or pd.isna(row.get("headroom (points)")):
+            continue
+        resolvable = float(rows["resolvable difference (points)"].max())
+        margins = [row.get(f"{view}-only view − its reference (points)") for view in ("text", "image")]
+        best = max(m for m in margins if pd.notna(m))
+        expected = row["headroom (points)"] > resolvable and best >= SINGLE_VIEW_EVIDENCE_POINTS
+        helped = int(((~rows["CIs overlap"].astype(bool)) & (rows["difference (points)"] > 0)).sum())
+        lines.append(f"{row['task']}: headroom {row['headroom (points)']:+.1f} points against a resolvable "
+                     f"{resolvable:.1f}; best single view {best:+.1f} points above its reference, so MSD and Gram "
+                     f"{'could' if expected else 'would not be expected to'} help; measured: {helped} of {len(rows)} "
+                     "comparisons with KD separate upward.")
     return lines

@@ -95,3 +95,35 @@ def test_cue_ceiling_of_each_modality():
     assert cue_ceiling(config, "image") == pytest.approx(0.5)
     with pytest.raises(ValueError, match="'text' or 'image'"):
         cue_ceiling(config, "joint")
+
+
+def test_collect_overview_and_reading_across_notebooks_and_sections(tmp_path):
+    from mmkd_core.conditions import collect_conditions, conditions_overview, overview_reading
+
+    (tmp_path / "tables").mkdir()
+    (tmp_path / "easy_vqa" / "tables").mkdir(parents=True)
+    (tmp_path / "_scratch" / "tables").mkdir(parents=True)
+    measured_conditions(TEACHER, kd_runs(0.80), REFERENCES).assign(task="ve").to_csv(
+        tmp_path / "tables" / "03_conditions.csv", index=False)
+    measured_conditions(TEACHER, kd_runs(0.89), REFERENCES, gram_distance=0.3).assign(task="easy_vqa").to_csv(
+        tmp_path / "easy_vqa" / "tables" / "04_conditions.csv", index=False)
+    measured_conditions(TEACHER, kd_runs(0.0), REFERENCES).assign(task="ignored").to_csv(
+        tmp_path / "_scratch" / "tables" / "03_conditions.csv", index=False)
+    collected = collect_conditions(tmp_path)
+    assert sorted(collected["source"].unique()) == ["03", "easy_vqa/04"]
+    overview = conditions_overview(collected).set_index("task")
+    assert overview.loc["ve", "headroom (points)"] == pytest.approx(10.0)
+    assert overview.loc["easy_vqa", "‖Ḡ − uniform‖"] == pytest.approx(0.3)
+    assert overview.loc["easy_vqa", "measured in"] == "easy_vqa/04"
+    claims = pd.DataFrame([
+        {"task": "ve", "comparison": "MSD population − KD (transfer set)", "difference (points)": 2.5,
+         "resolvable difference (points)": 1.0, "CIs overlap": False},
+        {"task": "easy_vqa", "comparison": "Gram − KD (transfer set)", "difference (points)": 0.1,
+         "resolvable difference (points)": 1.5, "CIs overlap": True},
+        {"task": "ve", "comparison": "KD (transfer set) − CE (no teacher)", "difference (points)": 20.0,
+         "resolvable difference (points)": 9.0, "CIs overlap": False}])
+    ve, easy = overview_reading(overview.reset_index(), claims)
+    assert ve.startswith("ve: headroom +10.0 points against a resolvable 1.0") and "could help" in ve
+    assert ve.endswith("1 of 1 comparisons with KD separate upward.")
+    assert "would not be expected to help" in easy   # headroom 1.0 is below the resolvable 1.5
+    assert conditions_overview(collect_conditions(tmp_path / "nothing")).empty
