@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from .analysis import text_majority_accuracy
+from .results import report_table_folders
 from .data.shapes import ShapesConfig
 
 __all__ = ["SINGLE_VIEW_EVIDENCE_POINTS", "collect_conditions", "conditions_overview", "conditions_reading",
@@ -195,10 +196,8 @@ def collect_conditions(reports_dir: str | Path, files=CONDITION_TABLES) -> pd.Da
     ``reports_dir/SECTION/tables``), one frame with a ``source`` column (``03``, ``easy_vqa/06``...); empty when
     none was written yet. ``reports/_scratch`` is not a section and is never read."""
     reports_dir = Path(reports_dir)
-    folders = [reports_dir / "tables"] + sorted(p for p in reports_dir.glob("*/tables")
-                                                if p.is_dir() and p.parent.name[:1].isalpha())
     frames = []
-    for folder in folders:
+    for folder in report_table_folders(reports_dir):
         for name in files:
             path = folder / name
             if path.exists():

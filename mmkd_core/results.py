@@ -152,14 +152,21 @@ def collect_runs(tables_dir: str | Path, files: Iterable[str] = RUN_FILES) -> pd
     return runs.drop_duplicates(subset=identity, keep="first").reset_index(drop=True)
 
 
+def report_table_folders(reports_dir: str | Path) -> list[Path]:
+    """``reports_dir/tables`` and every section's ``reports_dir/SECTION/tables``, in that order.
+
+    A section's folder name starts with a letter (:func:`mmkd_core.reproduce.load_plan` checks it);
+    ``reports/_scratch``, where ad-hoc runs write, is not a section and is never read."""
+    reports_dir = Path(reports_dir)
+    return [reports_dir / "tables"] + sorted(p for p in reports_dir.glob("*/tables")
+                                             if p.is_dir() and p.parent.name[:1].isalpha())
+
+
 def collect_report_runs(reports_dir: str | Path, files: Iterable[str] = RUN_FILES) -> pd.DataFrame:
     """:func:`collect_runs` of ``reports_dir/tables`` and of every section's ``reports_dir/SECTION/tables``
     (``make reproduce``'s sections, e.g. easy-VQA), one frame; a section's rows have ``source`` ``SECTION/NN``."""
     reports_dir = Path(reports_dir)
-    # A section's folder name starts with a letter (mmkd_core.reproduce.load_plan checks it); reports/_scratch, where
-    # ad-hoc runs write, is not a section and is never read here.
-    folders = [reports_dir / "tables"] + sorted(p for p in reports_dir.glob("*/tables")
-                                                if p.is_dir() and p.parent.name[:1].isalpha())
+    folders = report_table_folders(reports_dir)
     frames = []
     for folder in folders:
         if not any((folder / name).exists() for name in files):
