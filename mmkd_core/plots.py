@@ -381,7 +381,8 @@ use_style()
 def difference_forest(claims: pd.DataFrame, title: str = "differences of means, with the resolvable difference",
                       panels=None, paper_bands: dict[str, tuple[float, float]] | None = None):
     """One line per comparison: the difference of means (points) and its 95% CI (the resolvable difference),
-    against a zero line. Comparisons whose method intervals separate are drawn filled, the others hollow.
+    against a zero line. Comparisons whose method intervals separate are drawn filled, the others hollow; one whose
+    both sides scored 100% in every run (``at ceiling``) is a grey square labelled "(both at 100%)".
 
     ``panels``: a function of a claims row giving the name of its panel (None: one panel). Each panel gets its own
     x axis, so that rows of a few points are not squeezed by rows of tens of points (notebook 05: differences
@@ -404,11 +405,14 @@ def difference_forest(claims: pd.DataFrame, title: str = "differences of means, 
             half = row["resolvable difference (points)"]
             half = 0.0 if half != half else half
             separated = not row["CIs overlap"]
+            if bool(row.get("at ceiling", False)):  # both sides at 100%: a grey square, and said in the label
+                ax.plot(row["difference (points)"], i, "s", color="0.55", markerfacecolor="white")
+                continue
             ax.errorbar(row["difference (points)"], i, xerr=half, fmt="o", capsize=4, color=PALETTE[0],
                         markerfacecolor=PALETTE[0] if separated else "white")
         ax.axvline(0.0, color="0.4", lw=1)
-        labels = [f"{task_words(r['task'])}: {r['comparison']}" if "task" in part else r["comparison"]
-                  for _, r in part.iterrows()]
+        labels = [(f"{task_words(r['task'])}: {r['comparison']}" if "task" in part else r["comparison"])
+                  + (" (both at 100%)" if bool(r.get("at ceiling", False)) else "") for _, r in part.iterrows()]
         ax.set_yticks(range(len(part)), labels)
         ax.set_ylim(len(part) - 0.5, -0.5)
         ax.set_xlabel("difference of test accuracy (percentage points), 95% CI")

@@ -104,7 +104,13 @@ def compare(runs: pd.DataFrame, task: str, method: str, baseline: str, metric: s
             "difference (points)": round(100 * (ma - mb), 2),
             "resolvable difference (points)": round(100 * resolvable_difference(a, b), 2),
             "method": format_mean_ci(a), "baseline": format_mean_ci(b), "CIs overlap": overlap,
-            "seeds": f"{len(a)} vs {len(b)}"}
+            "seeds": f"{len(a)} vs {len(b)}", "at ceiling": at_ceiling(a, b)}
+
+
+def at_ceiling(*sides: Iterable[float], top: float = 1.0) -> bool:
+    """Whether every run on every side scored ``top`` (accuracy or AUROC 1.0): such a comparison cannot show a
+    difference, whatever the methods do, and is reported as "at ceiling", not as unresolved."""
+    return all(len(values) and min(values) >= top - 1e-9 for values in map(list, sides))
 
 
 def compare_paired(runs: pd.DataFrame, task: str, method: str, baseline: str, metric: str = "test/accuracy",
@@ -125,6 +131,8 @@ def compare_paired(runs: pd.DataFrame, task: str, method: str, baseline: str, me
 
 def verdict(row: pd.Series | dict) -> str:
     """The sentence a report may say about one comparison, computed from its numbers."""
+    if bool(row.get("at ceiling", False)):
+        return "at ceiling: every run of both sides scored 100%, so this comparison cannot show a difference"
     return _sentence(row["comparison"], row["difference (points)"], row["resolvable difference (points)"],
                      separated=not row["CIs overlap"], why="intervals separate")
 

@@ -127,3 +127,14 @@ def test_collect_overview_and_reading_across_notebooks_and_sections(tmp_path):
     assert ve.endswith("1 of 1 comparisons with KD separate upward.")
     assert "would not be expected to help" in easy   # headroom 1.0 is below the resolvable 1.5
     assert conditions_overview(collect_conditions(tmp_path / "nothing")).empty
+
+
+def test_a_comparison_with_every_run_at_100_percent_is_at_ceiling_not_unresolved():
+    from mmkd_core import results
+
+    runs = pd.DataFrame({"task": "memes", "method": ["Gram"] * 3 + ["KD (transfer set)"] * 3 + ["CE"] * 3,
+                         "seed": [0, 1, 2] * 3, "test/accuracy": [1.0] * 6 + [1.0, 0.9, 1.0]})
+    ceiling = results.compare(runs, "memes", "Gram", "KD (transfer set)")
+    assert ceiling["at ceiling"] and results.verdict(ceiling).startswith("at ceiling")
+    below = results.compare(runs, "memes", "CE", "KD (transfer set)")
+    assert not below["at ceiling"] and not results.verdict(below).startswith("at ceiling")

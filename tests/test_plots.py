@@ -244,3 +244,15 @@ def test_difference_forest_title_clears_a_long_first_panel_title():
                                   "and the labels")
     assert not figure_problems(fig)
     plt.close(fig)
+
+
+def test_difference_forest_marks_a_comparison_at_the_ceiling():
+    claims = pd.DataFrame([
+        {"task": "memes", "comparison": "Gram − KD (transfer set)", "difference (points)": 0.0,
+         "resolvable difference (points)": 0.0, "CIs overlap": True, "at ceiling": True},
+        {"task": "ve", "comparison": "Gram − KD (transfer set)", "difference (points)": 0.4,
+         "resolvable difference (points)": 1.0, "CIs overlap": True, "at ceiling": False}])
+    fig = plots.difference_forest(claims)
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels[0].endswith("(both at 100%)") and not labels[1].endswith("(both at 100%)")
+    plt.close(fig)
