@@ -9,7 +9,8 @@ are. At the end, ``reports/README.md`` indexes every table and figure by the not
 the time each notebook took.
 
 - **The plan first**: the notebooks to run, the teachers to train or found cached, the run cache's size and the
-  time each step took last time (``--plan`` prints it and stops).
+  time each step took last time, with how many student runs it trained rather than loaded from the run cache
+  (``reproduce_timings.csv``'s ``runs trained``; ``--plan`` prints it and stops).
 - **Teachers**: the plan's ``teachers`` train first, in worker processes, with a live bar each (epoch, last
   validation accuracy, time left; :mod:`mmkd_core.progress`).
 - **Part of the notebooks**: ``--only 03 04`` runs those plus the summary notebook (the plan's entry with
@@ -164,15 +165,43 @@ def prefix_of(name: str) -> str:
     return match.group(1) if match else ""
 
 
+TRAINED_COLUMN = "runs trained"  # reproduce_timings.csv: the student runs a step trained (the others it loaded)
+
+
 def read_timings(path: Path) -> dict[str, float]:
     """``reproduce_timings.csv``: seconds per step (notebook file name, or :data:`TEACHERS_STEP`); {} when absent."""
     if not path.exists():
         return {}
-    timings = {}
-    for line in path.read_text().splitlines()[1:]:
-        name, seconds = line.rsplit(",", 1)
-        timings[name] = float(seconds)
-    return timings
+    return {name: float(seconds) for name, seconds in pd.read_csv(path)[["notebook", "seconds"]].itertuples(index=False)}
+
+
+def read_trained(path: Path) -> dict[str, int]:
+    """``reproduce_timings.csv``: how many student runs each step trained rather than loaded from the run cache, for
+    the steps whose run recorded it (a file from before the column, or the teachers phase, has none)."""
+    if not path.exists():
+        return {}
+    frame = pd.read_csv(path)
+    if TRAINED_COLUMN not in frame:
+        return {}
+    return {name: int(count) for name, count in frame[["notebook", TRAINED_COLUMN]].dropna().itertuples(index=False)}
+
+
+def write_timings(path: Path, timings: dict[str, float], trained: dict[str, int]) -> None:
+    """Write ``reproduce_timings.csv``: each step's seconds and the student runs it trained (blank where unknown)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"notebook,seconds,{TRAINED_COLUMN}\n" + "".join(
+        f"{name},{seconds:.1f},{trained.get(name, '')}\n" for name, seconds in sorted(timings.items())))
+
+
+def finished_runs(since: float | None = None) -> int:
+    """The student runs in the run cache (:func:`~mmkd_core.runs.cache_root`) that finished; with ``since`` (a
+    ``time.time()``), only those that finished from then on (a run retrained under FRESH=1 counts too: its entry is
+    written anew)."""
+    runs = cache_root()
+    if not runs.is_dir():
+        return 0
+    marks = [folder / "complete" for folder in runs.iterdir()]
+    return sum(1 for mark in marks if mark.exists() and (since is None or mark.stat().st_mtime >= since))
 
 
 def _shown(path: Path) -> str:
@@ -187,13 +216,17 @@ def plan_lines(config_path: Path, selected: list[dict], teachers: list[dict], re
     """What a run will do, as printed before it starts (and by ``--plan``): the teachers to train or found cached,
     the notebooks, the run cache's size, and the time each step took in the last run (its timings file)."""
     timings_path = reports / "tables" / "reproduce_timings.csv"
-    last = read_timings(timings_path)
+    last, trained = read_timings(timings_path), read_trained(timings_path)
     lines = [f"plan ({_shown(config_path)} → {_shown(reports)}/):"]
     expected: list[float | None] = []
 
     def last_time(name: str) -> str:
         expected.append(last.get(name))
-        return f"last run {last[name]:,.0f} s" if name in last else "no earlier timing"
+        if name not in last:
+            return "no earlier timing"
+        runs = ("" if name not in trained else ", every run loaded from the cache" if trained[name] == 0
+                else f", {trained[name]} run{'s' if trained[name] != 1 else ''} trained")
+        return f"last run {last[name]:,.0f} s{runs}"
 
     if teachers:
         cached = [teacher_is_cached(entry) for entry in teachers]
@@ -211,8 +244,7 @@ def plan_lines(config_path: Path, selected: list[dict], teachers: list[dict], re
     width = max(map(len, names))
     for name, entry in zip(names, selected):
         lines.append(f"    {name:<{width}}  {last_time(entry_name(entry))}")
-    runs = cache_root()
-    count = sum(1 for folder in runs.iterdir() if (folder / "complete").exists()) if runs.is_dir() else 0
+    runs, count = cache_root(), finished_runs()
     use = ("FRESH=1: the runs cached before this reproduction are trained again" if fresh()
            else "a run whose key matches is loaded, not trained")
     lines.append(f"  run cache: {count} finished student runs in {_shown(runs)} ({use})")
@@ -222,7 +254,8 @@ def plan_lines(config_path: Path, selected: list[dict], teachers: list[dict], re
         return lines
     missing = len(expected) - len(known)
     line = (f"  expected time: {'at least ' if missing else ''}{_duration(sum(known))}, from the last run's times "
-            f"({_shown(timings_path)})")
+            f"({_shown(timings_path)}; longer where a run the last one loaded from the cache must now be trained: "
+            "after an edit of the code a run imports, or with other parameters)")
     if missing:
         line += f"; {missing} step{'s' if missing > 1 else ''} without one"
     lines.append(line)
@@ -354,8 +387,11 @@ def performance_block(reports: Path) -> list[str]:
         sections = times["notebook"].str.contains("/")
         main, section = times[~sections], times[sections]
         teachers = times.loc[times["notebook"] == TEACHERS_STEP, "seconds"]
+        if TRAINED_COLUMN in times:  # blank where the run that timed the step did not count
+            times[TRAINED_COLUMN] = times[TRAINED_COLUMN].map(lambda v: "" if pd.isna(v) else f"{int(v)}")
         lines += [f"`make reproduce` (`reports/tables/reproduce_timings.csv`, each step's time in the run that last "
-                  f"executed it; a step that found its runs cached takes less than a cold one): the main notebooks "
+                  f"executed it; a step that loaded its runs from the run cache takes far less than one that trained "
+                  f"them, and `{TRAINED_COLUMN}` says how many it trained, where recorded): the main notebooks "
                   f"{main['seconds'].sum():,.0f} s ({main['seconds'].sum() / 60:.0f} min), the easy-VQA section "
                   f"{section['seconds'].sum():,.0f} s ({section['seconds'].sum() / 60:.0f} min)"
                   + (f"; the main notebooks' time includes the teachers phase, {teachers.iloc[0]:,.0f} s"
@@ -503,6 +539,7 @@ def _run(args: argparse.Namespace) -> int:
     timings_path = reports / "tables" / "reproduce_timings.csv"
     for name, seconds in read_timings(timings_path).items():  # keep the times of notebooks not rerun this time
         timings.setdefault(name, seconds)
+    trained = read_trained(timings_path)
     for number, entry in enumerate(plan, start=1):
         source, name = REPO / entry["path"], entry_name(entry)
         executed = entry_reports(reports, entry) / "executed" / source.name
@@ -510,7 +547,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"[{number}/{len(plan)}] {entry['path']}" + (f" (section {entry['section']})" if entry.get("section")
                                                            else "") + f" → {_shown(executed)}", flush=True)
         outputs_before = prefixed_outputs(entry_reports(reports, entry), prefix_of(source.name))
-        start = time.perf_counter()
+        start, started_at = time.perf_counter(), time.time()
         try:
             execute_notebook(source, executed, entry["parameters"], progress_bar=True, log_output=False)
         except Exception as error:  # papermill raises PapermillExecutionError with the cell's traceback
@@ -518,12 +555,11 @@ def _run(args: argparse.Namespace) -> int:
                   f"Reports from the notebooks before it are unchanged.\n{type(error).__name__}: "
                   f"{str(error)[-2000:]}", file=sys.stderr)
             return 1
-        timings[name] = time.perf_counter() - start
-        print(f"    done in {timings[name]:.0f} s", flush=True)
+        timings[name], trained[name] = time.perf_counter() - start, finished_runs(since=started_at)
+        print(f"    done in {timings[name]:.0f} s, {trained[name]} student runs trained", flush=True)
         for path in remove_unwritten(outputs_before):
             print(f"    removed {_shown(path)}: this run of the notebook did not write it", flush=True)
-        timings_path.parent.mkdir(parents=True, exist_ok=True)
-        timings_path.write_text("notebook,seconds\n" + "".join(f"{k},{v:.1f}\n" for k, v in sorted(timings.items())))
+        write_timings(timings_path, timings, trained)
     index = write_index(reports, all_entries, dict(sorted(timings.items())))
     if main_reports and update_readme(REPO / "README.md", reports):
         print("README results section updated from reports/tables/05_all_methods.md")

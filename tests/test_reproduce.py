@@ -308,3 +308,40 @@ def test_a_readme_without_the_performance_markers_keeps_its_text(tmp_path):
     readme.write_text("<!-- results:start -->\n<!-- results:end -->\nperformance typed by hand\n")
     assert reproduce.update_readme(readme, tmp_path / "reports")
     assert readme.read_text().endswith("performance typed by hand\n")
+
+
+def test_timings_record_the_runs_each_step_trained_and_the_plan_shows_them(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MMKD_DATA_DIR", str(tmp_path / "data"))
+    cache = tmp_path / "data" / "run-cache"
+    for key in ("old1", "old2"):
+        (cache / key).mkdir(parents=True)
+        (cache / key / "complete").write_text("ok\n")
+    started = __import__("time").time()
+    assert reproduce.finished_runs() == 2 and reproduce.finished_runs(since=started + 3600) == 0
+    timings_path = tmp_path / "reports" / "tables" / "reproduce_timings.csv"
+    reproduce.write_timings(timings_path, {"02_second.ipynb": 600.0, "01_first.ipynb": 30.0,
+                                           reproduce.TEACHERS_STEP: 800.0}, {"02_second.ipynb": 7, "01_first.ipynb": 0})
+    assert reproduce.read_timings(timings_path) == {reproduce.TEACHERS_STEP: 800.0, "01_first.ipynb": 30.0,
+                                                    "02_second.ipynb": 600.0}
+    assert reproduce.read_trained(timings_path) == {"01_first.ipynb": 0, "02_second.ipynb": 7}
+    plan = write_plan(tmp_path)
+    lines = reproduce.plan_lines(plan, reproduce.load_plan(plan), [], tmp_path / "reports")
+    assert any("01_first" in line and "last run 30 s, every run loaded from the cache" in line for line in lines)
+    assert any("02_second" in line and "last run 600 s, 7 runs trained" in line for line in lines)
+    old_format = tmp_path / "old.csv"
+    old_format.write_text("notebook,seconds\n01_first.ipynb,30.0\n")
+    assert reproduce.read_timings(old_format) == {"01_first.ipynb": 30.0} and reproduce.read_trained(old_format) == {}
+
+
+def test_a_reproduction_counts_the_runs_a_notebook_trained(tmp_path, monkeypatch):
+    monkeypatch.setenv("MMKD_FAST", "1")
+    monkeypatch.setenv("MMKD_DATA_DIR", str(tmp_path / "data"))
+    plan, reports = write_plan(tmp_path), tmp_path / "reports"
+    trainer = nbformat.read(tmp_path / "02_second.ipynb", as_version=4)  # 02 "trains" three runs: finished entries
+    trainer.cells.append(new_code_cell("from mmkd_core.runs import cache_root\nfor key in 'abc':\n"
+                                       "    (cache_root() / key).mkdir(parents=True, exist_ok=True)\n"
+                                       "    (cache_root() / key / 'complete').write_text('ok')"))
+    nbformat.write(trainer, tmp_path / "02_second.ipynb")
+    assert reproduce.main(["--config", str(plan), "--reports", str(reports)]) == 0
+    trained = reproduce.read_trained(reports / "tables" / "reproduce_timings.csv")
+    assert trained == {"01_first.ipynb": 0, "02_second.ipynb": 3, "05_summary.ipynb": 0}
