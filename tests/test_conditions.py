@@ -138,3 +138,10 @@ def test_a_comparison_with_every_run_at_100_percent_is_at_ceiling_not_unresolved
     assert ceiling["at ceiling"] and results.verdict(ceiling).startswith("at ceiling")
     below = results.compare(runs, "memes", "CE", "KD (transfer set)")
     assert not below["at ceiling"] and not results.verdict(below).startswith("at ceiling")
+
+
+def test_reading_says_when_the_runs_contradict_the_conditions():
+    flat_views = measured_conditions({**TEACHER, "test/text/accuracy": 0.56}, kd_runs(0.8), REFERENCES)
+    line = conditions_reading(flat_views, comparison(2.8, 1.3, False), "MSD")[-1]
+    assert line.startswith("So by these conditions MSD would not be expected to help here")
+    assert "yet it helps here (MSD population − KD (transfer set))" in line and "not measured here" in line
