@@ -100,8 +100,10 @@ COMMITTED_ORDER = {
     # the easy-VQA section (reports/easy_vqa/tables): notebook 04 runs no CE×3 + KD row off ve
     "easy_vqa": ["teacher", "CE (no teacher)", "KD (labelled rows only)", "KD (transfer set)", "MSD population",
                  "MSD instance", "MSD meta", "Gram", "MSD + Gram"],
+    # notebook 06 runs every method on its pretrained teacher (the shapes ve-pretrained rows above predate that)
     "easy_vqa-pretrained": ["teacher", "CE (no teacher)", "KD (labelled rows only)", "KD (transfer set)",
-                            "MSD instance", "Gram", "KD (transfer set, from-scratch teacher)", "teacher (from scratch)"],
+                            "MSD population", "MSD instance", "MSD meta", "Gram", "MSD + Gram",
+                            "KD (transfer set, from-scratch teacher)", "teacher (from scratch)"],
 }
 
 
