@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from .analysis import text_majority_accuracy
+from .data import load
 from .results import report_table_folders
 from .data.shapes import ShapesConfig
 
@@ -48,7 +49,8 @@ def cue_ceiling(shapes: ShapesConfig, modality: str) -> float:
     return cue + (1 - cue) / len(shapes.labels)
 
 
-def view_references(dataset: str, config=None, train_rows=None, test_rows=None) -> dict[str, tuple[str, float]]:
+def view_references(dataset: str, config=None, train_rows=None, test_rows=None,
+                    data_root=None) -> dict[str, tuple[str, float]]:
     """What a single modality gives without a model that reads its content, per view: ``{"text": (name,
     accuracy), "image": (name, accuracy)}`` with accuracy in [0, 1].
 
@@ -57,7 +59,8 @@ def view_references(dataset: str, config=None, train_rows=None, test_rows=None) 
     - any other dataset: for text, the majority label of each distinct text of ``train_rows``
       (:func:`~mmkd_core.analysis.text_majority_accuracy`; on easy-VQA, the question-majority baseline); for the
       image, the most frequent label of ``train_rows`` on ``test_rows`` (what an image-only reader gets by
-      always giving it).
+      always giving it). Rows not given are loaded: ``load(dataset, split, root=data_root,
+      **config.dataset_options)``, as the experiment reads them.
     """
     if dataset == "shapes":
         if config is None:
@@ -65,9 +68,14 @@ def view_references(dataset: str, config=None, train_rows=None, test_rows=None) 
                              "(its text_cue and image_cue knobs)")
         shapes = ShapesConfig(**config.dataset_options)
         return {view: (f"{view} cue ceiling", cue_ceiling(shapes, view)) for view in ("text", "image")}
+    if (train_rows is None or test_rows is None) and config is not None:
+        train_rows, test_rows = (rows if rows is not None else load(dataset, split, root=data_root,
+                                                                     **config.dataset_options)
+                                 for rows, split in ((train_rows, "train"), (test_rows, "test")))
     if train_rows is None or test_rows is None:
         raise ValueError(f"view_references: dataset {dataset!r} needs its training and test rows (columns 'text' "
-                         "and 'label') for the text-majority and most-frequent-label readers")
+                         "and 'label') for the text-majority and most-frequent-label readers, or the experiment's "
+                         "config to load them")
     train_labels = np.asarray(train_rows["label"], dtype=int)
     test_labels = np.asarray(test_rows["label"], dtype=int)
     most_frequent = int(np.bincount(train_labels).argmax())
@@ -135,6 +143,12 @@ def measured_conditions(teacher_row: dict, runs: pd.DataFrame, references: dict[
     return pd.DataFrame(lines)
 
 
+def _separated(comparisons: pd.DataFrame, upward: bool) -> pd.DataFrame:
+    """The comparisons whose intervals separate, with the method above (``upward``) or below its baseline."""
+    sign = comparisons["difference (points)"] > 0 if upward else comparisons["difference (points)"] < 0
+    return comparisons[~comparisons["CIs overlap"].astype(bool) & sign]
+
+
 def _value(conditions: pd.DataFrame, prefix: str) -> float:
     return float(conditions.loc[conditions["condition"].str.startswith(prefix), "value"].iloc[0])
 
@@ -178,8 +192,7 @@ def conditions_reading(conditions: pd.DataFrame, comparisons: pd.DataFrame, meth
     if needs_single_views and not informative:
         why.append(f"no single-modality view is {SINGLE_VIEW_EVIDENCE_POINTS:.0f} points above its reference, so "
                    "what it distils beyond KD is close to nothing")
-    helped = comparisons[(~comparisons["CIs overlap"].astype(bool)) & (comparisons["difference (points)"] > 0)]
-    hurt = comparisons[(~comparisons["CIs overlap"].astype(bool)) & (comparisons["difference (points)"] < 0)]
+    helped, hurt = _separated(comparisons, upward=True), _separated(comparisons, upward=False)
     shown = (f"it helps here ({', '.join(helped['comparison'])})" if len(helped) else
              f"it hurts here ({', '.join(hurt['comparison'])})" if len(hurt) else
              "every comparison with KD is a tie here")
@@ -257,7 +270,7 @@ def overview_reading(overview: pd.DataFrame, claims: pd.DataFrame) -> list[str]:
         margins = [row.get(f"{view}-only view − its reference (points)") for view in ("text", "image")]
         best = max(m for m in margins if pd.notna(m))
         expected = row["headroom (points)"] > resolvable and best >= SINGLE_VIEW_EVIDENCE_POINTS
-        helped = int(((~rows["CIs overlap"].astype(bool)) & (rows["difference (points)"] > 0)).sum())
+        helped = len(_separated(rows, upward=True))
         against = " (against what these conditions expect)" if helped and not expected else ""
         lines.append(f"{row['task']}: headroom {row['headroom (points)']:+.1f} points against a resolvable "
                      f"{resolvable:.1f}; best single view {best:+.1f} points above its reference, so MSD and Gram "

@@ -48,11 +48,8 @@ def typed_result_numbers(text: str, allowed: tuple[str, ...] = (), context: int 
     """
     prose = strip_generated(text)
     spans = [(m.start(), m.end()) for m in _CONFIDENCE_LEVEL.finditer(prose)]
-    flat = re.sub(r"\s+", " ", prose)
-    for phrase in allowed:
-        phrase = re.sub(r"\s+", " ", phrase.strip())
-        for match in re.finditer(re.escape(phrase), flat):
-            spans.append(_unflatten(prose, match.start(), match.end()))
+    for phrase in allowed:  # its words as written, any whitespace (a line break too) between them
+        spans += [(m.start(), m.end()) for m in re.finditer(r"\s+".join(map(re.escape, phrase.split())), prose)]
     hits = []
     for match in RESULT_NUMBER.finditer(prose):
         if any(start <= match.start() and match.end() <= end for start, end in spans):
@@ -61,14 +58,3 @@ def typed_result_numbers(text: str, allowed: tuple[str, ...] = (), context: int 
         hits.append(re.sub(r"\s+", " ", around).strip())
     return hits
 
-
-def _unflatten(text: str, start: int, end: int) -> tuple[int, int]:
-    """Map a span of ``text`` with runs of whitespace collapsed to one space back to a span of ``text``."""
-    positions, previous_space = [], False
-    for index, char in enumerate(text):
-        space = char.isspace()
-        if not (space and previous_space):
-            positions.append(index)
-        previous_space = space
-    positions.append(len(text))
-    return positions[start], positions[min(end, len(positions) - 1) - 1] + 1

@@ -423,7 +423,7 @@ def update_readme(readme: Path, reports: Path) -> bool:
     if README_START not in text or README_END not in text:
         return False
     rel = reports.relative_to(readme.parent) if reports.is_relative_to(readme.parent) else reports
-    block = [README_START, "", "All methods on the embedded benchmark, test/validation accuracy (%) as mean ± 95% CI over",
+    block = ["All methods on the embedded benchmark, test/validation accuracy (%) as mean ± 95% CI over",
              "seeds, best-validation checkpoints (from `make reproduce`, notebook 05). The `params` column lists every",
              "size a method ran at across the tasks; `train s` and `epochs` are means over all of a method's runs, every",
              "task pooled:", "", table.read_text().strip(), ""]
@@ -438,9 +438,7 @@ def update_readme(readme: Path, reports: Path) -> bool:
                   "each comparison's outcome on both (higher or lower: intervals separate; else tie):", "",
                   agreement.read_text().strip(), ""]
     block += regime_block(reports, rel)
-    block.append(README_END)
-    start, end = text.index(README_START), text.index(README_END) + len(README_END)
-    text = text[:start] + "\n".join(block) + text[end:]
+    text = _replace_block(text, README_START, README_END, block)
     readme.write_text(_replace_block(text, PERFORMANCE_START, PERFORMANCE_END, performance_block(reports)))
     return True
 

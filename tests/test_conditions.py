@@ -145,3 +145,23 @@ def test_reading_says_when_the_runs_contradict_the_conditions():
     line = conditions_reading(flat_views, comparison(2.8, 1.3, False), "MSD")[-1]
     assert line.startswith("So by these conditions MSD would not be expected to help here")
     assert "yet it helps here (MSD population − KD (transfer set))" in line and "not measured here" in line
+
+
+def test_view_references_load_the_rows_the_experiment_reads(monkeypatch):
+    import types
+
+    from mmkd_core import conditions
+
+    calls = []
+    rows = {"train": pd.DataFrame({"text": ["a", "a", "b"], "label": [1, 1, 0]}),
+            "test": pd.DataFrame({"text": ["a", "b"], "label": [1, 1]})}
+
+    def fake_load(dataset, split, root=None, **options):
+        calls.append((dataset, split, root, options))
+        return rows[split]
+
+    monkeypatch.setattr(conditions, "load", fake_load)
+    config = types.SimpleNamespace(dataset_options={"max_questions": {"train": 10}})
+    references = view_references("easy_vqa", config, data_root="/data/evqa")
+    assert calls == [("easy_vqa", split, "/data/evqa", {"max_questions": {"train": 10}}) for split in ("train", "test")]
+    assert references["text"][1] == pytest.approx(0.5) and references["image"][1] == pytest.approx(1.0)
