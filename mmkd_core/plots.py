@@ -378,6 +378,13 @@ def loss_curves(runs: dict[str, pd.DataFrame], terms: Iterable[str] | None = Non
 use_style()
 
 
+def against_kd_panel(row) -> str:
+    """The panel of a claims row in :func:`difference_forest`: each method against KD, or everything else (against
+    the CE student, the teacher and the labels), whose differences are often ten times larger."""
+    return ("each method against KD" if str(row["comparison"]).endswith("− KD (transfer set)")
+            else "against the CE student, the teacher and the labels")
+
+
 def difference_forest(claims: pd.DataFrame, title: str = "differences of means, with the resolvable difference",
                       panels=None, paper_bands: dict[str, tuple[float, float]] | None = None):
     """One line per comparison: the difference of means (points) and its 95% CI (the resolvable difference),

@@ -221,9 +221,10 @@ def test_difference_forest_gives_each_panel_its_axis_and_shades_the_papers_band(
         {"task": "nlvr", "comparison": "MSD population − KD (transfer set)", "difference (points)": -0.5,
          "resolvable difference (points)": 0.6, "CIs overlap": True}])
     fig = plots.difference_forest(claims, title="every claim", paper_bands={"Gram − KD": (1.2, 1.7)},
-                                  panels=lambda row: "against KD" if "− KD" in row["comparison"] else "against CE")
+                                  panels=plots.against_kd_panel)
     top, bottom = fig.axes
-    assert top.get_title() == "against CE" and bottom.get_title().startswith("against KD; shaded")
+    assert top.get_title() == "against the CE student, the teacher and the labels"
+    assert bottom.get_title().startswith("each method against KD; shaded")
     assert bottom.get_xlim()[1] < 5 < 30 < top.get_xlim()[1]   # the small differences keep their own axis
     bands = [c for c in bottom.collections if isinstance(c, PolyCollection)]
     assert len(bands) == 1 and np.allclose(sorted(set(bands[0].get_paths()[0].vertices[:, 0])), [1.2, 1.7])
