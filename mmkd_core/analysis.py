@@ -13,6 +13,7 @@ from .evaluation.predict import classification_metrics, predict
 from .views import VIEWS
 from .evaluation.probes import count_parameters
 from .experiments.multimodal import build_model, gram_snapshots, mean_gram  # noqa: F401  (the notebooks' names)
+from .experiments.multimodal import student_train_config
 from .evaluation.stats import mean_ci
 
 
@@ -186,3 +187,20 @@ def accuracy_by(models: dict, encoded, hf_dataset, column: str = "statement_type
     frame = pd.DataFrame(table)
     frame["samples"] = groups.value_counts()
     return frame
+
+
+def warmup_and_stopping(rows: list[dict], config, data) -> pd.DataFrame:
+    """Per student run: its warm-up and its step floor (from the experiment's settings and the rows it trained on,
+    :func:`~mmkd_core.experiments.multimodal.student_train_config`), the step of the checkpoint it kept and the
+    step it stopped at. A run whose kept step lies inside its warm-up stopped before its learning rate was ever
+    at full size: it may be under-trained (protocol v2's CE students did)."""
+    lines = []
+    for row in rows:
+        if row.get("method") == "teacher" or "best_step" not in row:
+            continue
+        settings = student_train_config(config, row["seed"], data.student_rows(row.get("data", "labelled")))
+        warmup = settings.warmup_steps
+        lines.append({"method": row["method"], "seed": row["seed"], "warm-up steps": warmup,
+                      "step floor": settings.min_steps, "kept step": row["best_step"], "stopped at step": row["steps"],
+                      "kept after the warm-up": None if warmup is None else bool(row["best_step"] > warmup)})
+    return pd.DataFrame(lines)

@@ -375,6 +375,37 @@ def loss_curves(runs: dict[str, pd.DataFrame], terms: Iterable[str] | None = Non
     return fig
 
 
+def validation_curves(runs: dict[str, pd.DataFrame], warmup_steps: dict[str, int | None], title: str,
+                      kept_steps: dict[str, int] | None = None, floor_step: int | None = None,
+                      metric: str = "val/joint/accuracy"):
+    """Validation accuracy (%) against the optimisation step, one line per run (name → its evaluation log), with
+    the runs' warm-up shaded (name → its warm-up steps; None: none drawn), the step floor before which no run stops
+    (``floor_step``) and each run's kept checkpoint as a dot (``kept_steps``). Shows whether a run kept a
+    checkpoint well past its warm-up, or stopped inside it."""
+    fig, ax = plt.subplots(figsize=(7.5, 3.4))
+    longest_warmup = max([w for w in warmup_steps.values() if w] or [0])
+    if longest_warmup:
+        ax.axvspan(0, longest_warmup, color="0.9", zorder=0, label="learning-rate warm-up")
+    if floor_step:
+        ax.axvline(floor_step, color="0.45", ls=":", lw=1.2, label="no stop before this step")
+    for i, (name, log) in enumerate(runs.items()):
+        color = PALETTE[i % len(PALETTE)]
+        ax.plot(log["step"], 100 * log[metric], color=color, lw=1.2, label=name)
+        kept = (kept_steps or {}).get(name)
+        if kept is not None and (log["step"] == kept).any():
+            ax.plot([kept], [100 * float(log.loc[log["step"] == kept, metric].iloc[0])], "o", color=color, ms=6,
+                    label="kept checkpoint" if i == 0 else None)
+    ax.set_xlabel("optimisation step")
+    ax.set_ylabel("validation accuracy (%)")
+    lowest = min(100 * float(log[metric].min()) for log in runs.values())
+    ax.set_ylim(top=100)
+    mark_zoom(ax, lowest, percent=True)
+    ax.set_title(title)
+    legend_outside(ax)
+    fig.tight_layout()
+    return fig
+
+
 use_style()
 
 

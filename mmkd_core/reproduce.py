@@ -40,7 +40,9 @@ import yaml
 
 from .reporting import REPRODUCE_ENV, figure_caption
 from .experiments.protocol import Protocol
-from .runs import FRESH_SINCE_ENV, cache_root, fresh, prepare_teachers, teacher_is_cached, teacher_label
+from .experiments.multimodal import SHIPPED_TEACHERS_DIR, is_saved_teacher, checkpoint_dir, ship_teacher
+from .runs import (FRESH_SINCE_ENV, cache_root, fresh, prepare_teachers, teacher_is_cached, teacher_label,
+                   teacher_setting)
 from .progress import TeacherBars
 
 REPO = Path(__file__).resolve().parents[1]
@@ -473,7 +475,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prepare-section", metavar="SECTION", default=None,
                         help="write the section's notebooks with its parameters injected to --out, run nothing")
     parser.add_argument("--out", default=None, help="folder for --prepare-section")
+    parser.add_argument("--ship-teachers", action="store_true",
+                        help="copy the plan's from-scratch teachers trained here into data/teachers/ (tracked), "
+                             "so that a fresh clone loads them instead of training them; run nothing")
     args = parser.parse_args(argv)
+    if args.ship_teachers:
+        shipped, missing = ship_teachers(load_teachers(Path(args.config)))
+        print(f"shipped {len(shipped)} teachers to {SHIPPED_TEACHERS_DIR}")
+        if missing:
+            print(f"not trained here yet, so not shipped ({len(missing)}):", *missing, sep="\n  ")
+        return 0
     if args.prepare_section:
         if not args.out:
             parser.error("--prepare-section needs --out DIR")
@@ -487,6 +498,22 @@ def main(argv: list[str] | None = None) -> int:
 
     with reproduction_environment():
         return _run(args)
+
+
+def ship_teachers(entries: list[dict]) -> tuple[list[Path], list[str]]:
+    """:func:`~mmkd_core.experiments.multimodal.ship_teacher` for every from-scratch teacher of ``entries`` (the
+    teachers phase's) trained under ``data/checkpoints``; returns the shipped folders and the labels of those not
+    trained here. Two-tower teachers are not shipped: their tower features are large, and rebuilt offline."""
+    shipped, missing = [], []
+    for entry in entries:
+        if entry.get("two_tower") is not None:
+            continue
+        config, _ = teacher_setting(entry)
+        if is_saved_teacher(checkpoint_dir(config)):
+            shipped.append(ship_teacher(config))
+        else:
+            missing.append(teacher_label(entry))
+    return shipped, missing
 
 
 @contextlib.contextmanager

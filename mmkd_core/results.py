@@ -385,12 +385,13 @@ def agreement_text(agreement: pd.DataFrame) -> list[str]:
     return lines
 
 
-def unconverged_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """Runs whose kept checkpoint is their last one: they may have stopped before converging."""
+def unconverged_runs(runs: pd.DataFrame, teachers: bool = True) -> pd.DataFrame:
+    """Runs whose kept checkpoint is their last one: they may have stopped before converging. Teachers are runs
+    too (``teachers=False``: students only)."""
     if not {"best_epoch", "epochs"} <= set(runs.columns):
         return runs.iloc[:0]
-    students = runs[runs["method"] != "teacher"] if "method" in runs else runs
-    trained = students[students["epochs"].fillna(0) > 0]  # "random init" rows train nothing
+    kept = runs if teachers or "method" not in runs else runs[runs["method"] != "teacher"]
+    trained = kept[kept["epochs"].fillna(0) > 0]  # "random init" rows train nothing
     flagged = trained[trained["best_epoch"] >= trained["epochs"]]
     return flagged
 
@@ -600,3 +601,26 @@ def paired_seed_differences(runs: pd.DataFrame, baseline: str = "KD", metric: st
     paired = others.merge(reference, on=[*cell, "seed"], how="inner")  # only the seeds both sides ran
     paired["difference (points)"] = 100 * (paired[metric] - paired["_baseline"])
     return paired[[*cell, column, "seed", "difference (points)"]].reset_index(drop=True)
+
+
+def collect_tuning(reports_dir: str | Path) -> pd.DataFrame:
+    """Every method's chosen cell, from the notebooks' ``NN_tuning`` tables (sections' too): one line per notebook,
+    task or teacher, and method, with its axes (blank where a method has none of them), its validation score and
+    the number of cells it tried. Protocol v3 tunes every method the same way (:mod:`mmkd_core.method_tuning`)."""
+    frames = []
+    for folder in report_table_folders(reports_dir):
+        for path in sorted(folder.glob("*_tuning.csv")):
+            grid = pd.read_csv(path)
+            if "chosen" not in grid or "method" not in grid:
+                continue
+            keys = [c for c in ("task", "teacher", "method") if c in grid]
+            per_method = grid.groupby(keys, sort=False)
+            counts = pd.DataFrame({"cells tried": per_method.size()})
+            if "from the edge extension" in grid:
+                counts["grid extended"] = per_method["from the edge extension"].any()
+            chosen = grid[grid["chosen"].astype(bool)].merge(counts.reset_index(), on=keys)
+            source = path.stem.removesuffix("_tuning")
+            chosen.insert(0, "source", source if folder == Path(reports_dir) / "tables" else f"{folder.parent.name}/{source}")
+            frames.append(chosen.drop(columns=[c for c in chosen.columns if "(seed " in c or c in (
+                "chosen", "seeds", "from the edge extension")]))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

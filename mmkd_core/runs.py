@@ -416,8 +416,14 @@ CONFIG_AXIS = "config."
 argument."""
 
 
+TIED_AXIS = "="  # an axis "text_weight=image_weight" sets both arguments to the cell's value
+
+
 def _cell_spec(base: dict, cell: dict) -> dict:
-    kwargs = {**(base.get("kwargs") or {}), **{k: v for k, v in cell.items() if not k.startswith(CONFIG_AXIS)}}
+    """The run_grid spec of one cell of a grid: method arguments, ``config.`` student fields and tied axes
+    (``"a=b"``: both arguments take the value)."""
+    kwargs = {**(base.get("kwargs") or {}),
+              **{name: v for k, v in cell.items() if not k.startswith(CONFIG_AXIS) for name in k.split(TIED_AXIS)}}
     config = {**(base.get("config") or {}),
               **{k.removeprefix(CONFIG_AXIS): v for k, v in cell.items() if k.startswith(CONFIG_AXIS)}}
     shown = ", ".join(f"{k.removeprefix(CONFIG_AXIS)}={v:g}" if isinstance(v, float) else
@@ -508,7 +514,7 @@ def _check_cell(base: dict, cell: dict) -> None:
     make_method(spec.method, **spec.kwargs)
 
 
-def _teacher_setting(entry: dict) -> tuple[ExperimentConfig, dict | None]:
+def teacher_setting(entry: dict) -> tuple[ExperimentConfig, dict | None]:
     """An entry of the teachers list: its experiment's configuration, and its two-tower arguments (None: a
     from-scratch teacher)."""
     fields = dict(entry)
@@ -529,7 +535,7 @@ def teacher_label(entry: dict) -> str:
 
 def teacher_is_cached(entry: dict) -> bool:
     """Whether the teacher of an entry is ready, checked without loading data or a model (for a plan)."""
-    config, two_tower = _teacher_setting(entry)
+    config, two_tower = teacher_setting(entry)
     if two_tower is not None:
         return pretrained_teacher.is_prepared(config, **two_tower)
     return teacher_checkpoint_exists(config)
@@ -539,7 +545,7 @@ def _prepare_teacher(item: tuple[int, dict], events=None) -> str:
     """The teacher of ``item`` = (its position in the list, its entry); ``events``: a queue for its progress."""
     torch.set_num_threads(1)
     number, entry = item
-    config, two_tower = _teacher_setting(entry)
+    config, two_tower = teacher_setting(entry)
     reporter = None if events is None else TeacherReporter(events, number)
     with _datasets_bars_off(reporter is not None):
         if two_tower is not None:  # notebook 06's pretrained teacher: features, head and sweep fits, all cached
@@ -553,7 +559,8 @@ def _prepare_teacher(item: tuple[int, dict], events=None) -> str:
                                on_evaluate=None if reporter is None else reporter.epoch_callback(config.teacher_epochs))
             info = experiment.teacher_info
             summary = (f"teacher kept epoch {info['best_epoch']:g} of {info['trained_epochs']:g}, "
-                       f"trained in {info['train_seconds']:.0f} s")
+                       f"trained in {info['train_seconds']:.0f} s"
+                       + (" (shipped with the repository)" if info.get("source") == "shipped" else ""))
             line = f"{teacher_label(entry)}: {summary}"
     if reporter is not None:
         reporter.finished(summary)

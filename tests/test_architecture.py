@@ -82,7 +82,7 @@ FLOORS = [
     ("evaluation",),                # inference, metrics, statistics
     ("weighting", "training"),      # the one training loop, methods, caches
     ("experiments",),               # protocols: data + teacher + students
-    ("runs", "results", "plots", "analysis", "conditions", "progress", "regime_map"),
+    ("runs", "results", "plots", "analysis", "conditions", "progress", "regime_map", "method_tuning"),
     ("reproduce", "bench", "run"),  # drivers
 ]
 

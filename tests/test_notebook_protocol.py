@@ -132,8 +132,14 @@ def test_papermill_reads_every_parameter_with_its_help(path):
 def test_protocols_hold_what_the_notebooks_used_to_type():
     """The embedded protocol is what make reproduce reports; fast and gpu differ only where they say."""
     embedded, fast = Protocol.embedded(), Protocol.fast()
-    assert embedded.seeds == (0, 1, 2, 3, 4) and embedded.tuning_seed == 0
-    assert embedded.temperatures == (1.0, 2.0, 4.0, 8.0) and embedded.alphas == (0.5,)
+    assert embedded.seeds == (0, 1, 2, 3, 4) and embedded.tuning_seed == 100  # protocol v3: apart from the seeds
+    assert not set(embedded.tuning_seeds) & set(embedded.seeds) and not set(fast.tuning_seeds) & set(fast.seeds)
+    assert embedded.temperatures == (2.0, 4.0) and embedded.alphas == (0.5,)
+    assert (embedded.benchmark, embedded.disjoint_splits, embedded.teacher_rows) == ("v2", True, 18000)
+    assert embedded.teacher_seeds_for("ve") == (1234, 1235, 1236) and embedded.teacher_seeds_for("nlvr") == (None,)
+    previous = Protocol.named("embedded-v2")  # protocol v2 on benchmark v1, one switch away
+    assert previous.tuning_seed == 0 and previous.temperatures == (1.0, 2.0, 4.0, 8.0) and previous.benchmark == "v1"
+    assert previous.experiment_config("ve").teacher_rows is None and previous.teacher_seeds_for("ve") == (None,)
     assert embedded.experiment_config("ve") == embedded.experiment_config("ve", dataset_options={})
     assert embedded.experiment_config("ve").n_labelled == PRESETS["embedded"]["n_labelled"]
     assert fast.preset == "fast" and fast.workers == 1 and len(fast.seeds) == 2
@@ -145,7 +151,7 @@ def test_protocols_hold_what_the_notebooks_used_to_type():
 
 
 def test_protocol_errors_name_what_was_expected():
-    with pytest.raises(ValueError, match=r"unknown protocol 'huge'; accepted: \['embedded', 'fast', 'gpu'\]"):
+    with pytest.raises(ValueError, match=r"unknown protocol 'huge'; accepted: \['embedded', 'embedded-v2', 'fast', 'gpu'\]"):
         Protocol.named("huge")
     with pytest.raises(ValueError, match="protocol 'embedded' has no field 'seed'; accepted: .*'seeds'"):
         Protocol.named("embedded", seed=3)
@@ -162,21 +168,22 @@ def test_disjoint_splits_reach_every_experiment_and_teacher_of_the_protocol():
     assert protocol.experiment_config("nlvr").dataset_options["disjoint_splits"] is True
     assert all(entry["dataset_options"]["disjoint_splits"] for entry in protocol.teachers())
     assert protocol.experiment_config("ve", dataset="hateful_memes", data_root="/x").dataset_options == {}
-    assert "disjoint_splits" not in Protocol.embedded().experiment_config("ve").dataset_options
+    assert "disjoint_splits" not in Protocol.named("embedded-v2").experiment_config("ve").dataset_options
 
 
 def test_meta_rows_reach_the_experiment_config_and_not_the_teacher():
     protocol = Protocol.named("embedded", meta_rows=60)
     assert protocol.experiment_config("ve").meta_rows == 60
     assert protocol.experiment_config("ve").key() == Protocol.embedded().experiment_config("ve").key()  # same teacher
-    assert Protocol.embedded().experiment_config("ve").meta_rows is None
+    assert Protocol.named("embedded-v2").experiment_config("ve").meta_rows is None
 
 
 def test_task_options_take_one_variant_off_its_ceiling_everywhere_it_is_opened():
-    protocol = Protocol.named("embedded", task_options={"memes": {"label_noise": 0.2}})
+    protocol = Protocol.named("embedded-v2", task_options={"memes": {"label_noise": 0.2}})
     assert protocol.experiment_config("memes").dataset_options["label_noise"] == 0.2
     assert "label_noise" not in protocol.experiment_config("ve").dataset_options
-    assert {"preset": "embedded", "task": "memes", "dataset_options": {"label_noise": 0.2}} in protocol.teachers()
+    memes = [entry for entry in protocol.teachers() if entry["task"] == "memes"]
+    assert [entry["dataset_options"]["label_noise"] for entry in memes] == [0.2]
     # a notebook's own dataset_options win over the protocol's
     assert protocol.experiment_config("memes", dataset_options={"label_noise": 0.0}).dataset_options["label_noise"] == 0
 

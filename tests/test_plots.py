@@ -257,3 +257,19 @@ def test_difference_forest_marks_a_comparison_at_the_ceiling():
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     assert labels[0].endswith("(both at 100%)") and not labels[1].endswith("(both at 100%)")
     plt.close(fig)
+
+
+def test_validation_curves_shade_the_warm_up_mark_the_floor_and_the_kept_checkpoints():
+    logs = {f"seed {s}": pd.DataFrame({"step": [40, 80, 120, 160], "val/joint/accuracy": [0.40, 0.55, 0.61 + s / 100,
+                                                                                           0.60]}) for s in (0, 1)}
+    fig = plots.validation_curves(logs, {"seed 0": 60, "seed 1": 60}, "CE runs", floor_step=100,
+                                  kept_steps={"seed 0": 120, "seed 1": 120})
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "optimisation step" and ax.get_ylabel() == "validation accuracy (%)"
+    labels = ax.get_legend().get_texts()
+    assert [t.get_text() for t in labels] == ["learning-rate warm-up", "no stop before this step", "seed 0",
+                                              "kept checkpoint", "seed 1"]
+    assert any("axis starts at 35%" in t.get_text() for t in ax.texts)  # the cut axis is marked
+    dots = [line for line in ax.lines if line.get_marker() == "o"]
+    assert [tuple(line.get_xydata()[0]) for line in dots] == [(120, pytest.approx(61.0)), (120, pytest.approx(62.0))]
+    plt.close(fig)

@@ -9,14 +9,15 @@ from mmkd_core.training.cache import TeacherCache
 
 
 def test_the_study_runs_under_benchmark_v2_and_protocol_v3_whatever_the_notebooks_protocol():
-    protocol = Protocol.embedded()
+    protocol = Protocol.named("embedded-v2")
     study = protocol.regime_protocol()
     config = study.experiment_config(protocol.regimes.task)
     assert config.dataset_options["text_evidence"] > 0 and config.dataset_options["disjoint_splits"] is True
     assert config.teacher_rows == 18000 and config.teacher_epochs == 60
     assert config.student_min_steps == 600 and config.meta_rows == 50
     assert not set(study.tuning_seeds) & set(study.seeds)  # tuning seeds apart from the evaluation seeds
-    assert "text_evidence" not in protocol.experiment_config("ve").dataset_options  # notebooks 02-06 keep v1
+    assert "text_evidence" not in protocol.experiment_config("ve").dataset_options  # notebooks 02-06 keep v1 there
+    assert Protocol.embedded().regime_protocol().experiment_config("ve") == Protocol.embedded().experiment_config("ve")
     assert Protocol.named("embedded", benchmark="v2").experiment_config("memes").dataset_options["label_noise"] == 0.3
     with pytest.raises(ValueError, match="unknown shapes benchmark 'v3'"):
         Protocol.named("embedded", benchmark="v3").experiment_config("ve")

@@ -1,4 +1,5 @@
 """``make reproduce``'s driver: the plan it prints, a partial run (``--only``), and no stale report left behind."""
+import json
 import os
 from pathlib import Path
 
@@ -174,17 +175,19 @@ def test_teachers_phase_takes_the_protocols_teachers(tmp_path):
     fast = Protocol.fast()
     entries = reproduce.load_teachers(plan)
     assert entries == fast.teachers()
-    assert entries[0] == {"preset": "fast", "task": "ve"}
-    assert {"preset": "fast", "task": "ve", "dataset_options": {"text_cue": 0.0}} in entries  # the knob sweep's
-    assert entries[-3]["two_tower"] == {"input_size": 64, "label_counts": [64, 256]}  # notebook 06's
-    regime = fast.regime_protocol().experiment_config(fast.regimes.task)  # notebook 07's two teachers, last
-    assert entries[-2] == {"preset": "fast", "task": "ve", "dataset_options": regime.dataset_options,
-                           "teacher_rows": regime.teacher_rows}
-    assert entries[-1] == {**entries[-2], "two_tower": {"input_size": 64, "label_counts": []}}
+    assert entries[0] == fast.teacher_entry("ve") and entries[0]["teacher_rows"] == 128  # protocol v3: rows of its own
+    assert entries[1] == {**entries[0], "teacher_seed": 1235}  # a second teacher on ve (fast: two)
+    assert [e["dataset_options"]["text_cue"] for e in entries if "two_tower" not in e].count(0.0) == 1  # knob sweep's
+    assert [e["two_tower"] for e in entries if "two_tower" in e] == [  # notebook 06's, then notebook 07's
+        {"input_size": 64, "label_counts": [64, 256]}, {"input_size": 64, "label_counts": []}]
+    regime = fast.regime_protocol().experiment_config(fast.regimes.task)  # 07's from-scratch teacher is ve's first
+    assert fast.regime_teachers()[0] == entries[0] and regime.teacher_rows == entries[0]["teacher_rows"]
+    assert len(entries) == len({json.dumps(e, sort_keys=True) for e in entries})  # each teacher once
     # the committed plan prepares exactly what the embedded protocol's notebooks load
     assert reproduce.load_teachers(reproduce.REPO / "reproduce.yaml") == Protocol.embedded().teachers() + \
         Protocol.embedded().dataset_teachers("easy_vqa")  # and the easy-VQA section's
-    assert len(Protocol.embedded().teachers()) == 11  # 9 for notebooks 02-06, 2 for notebook 07
+    # 3 teachers on ve, nlvr, memes, 2 knob-sweep points, 4 pretraining-curve points, notebook 06's and 07's two-tower
+    assert len(Protocol.embedded().teachers()) == 13
     plan.write_text("teachers: embedded\nnotebooks: []\n")
     with pytest.raises(ValueError, match=r"'teachers' must be \{protocol: NAME\} or a list"):
         reproduce.load_teachers(plan)
@@ -198,7 +201,7 @@ def test_only_prepares_the_teachers_of_the_notebooks_it_runs(tmp_path):
     plan.write_text("teachers: {protocol: embedded}\nnotebooks: []\n")
     embedded = Protocol.embedded()
     assert reproduce.load_teachers(plan, ["00", "07"]) == embedded.regime_teachers()
-    assert reproduce.load_teachers(plan, ["03"]) == embedded.teachers()[:-2]
+    assert reproduce.load_teachers(plan, ["03"]) == embedded.teachers()[:-1]  # all but 07's two-tower teacher
     assert reproduce.load_teachers(plan, ["00"]) == []
     assert reproduce.load_teachers(plan) == embedded.teachers(["02", "07"]) == embedded.teachers()
 

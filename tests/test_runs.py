@@ -4,23 +4,9 @@ import pytest
 import torch
 
 from mmkd_core import runs
-from mmkd_core.experiments import ExperimentConfig, get_teacher, get_teacher_cache, prepare_data
+from mmkd_core.determinism import fixed_cpu_threads
+from mmkd_core.experiments import get_teacher, get_teacher_cache, prepare_data
 from mmkd_core.training.trainer import resolve_precision, uses_cpu
-
-TINY_MODEL = {"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64}
-
-
-@pytest.fixture()
-def experiment(tmp_path, monkeypatch):
-    monkeypatch.setenv("MMKD_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.delenv("MMKD_FRESH", raising=False)
-    config = ExperimentConfig.preset("fast", "ve", dataset_options={"n_train": 96, "n_validation": 48, "n_test": 48},
-                                     n_labelled=32, teacher_overrides=TINY_MODEL, student_overrides=TINY_MODEL,
-                                     batch_size=32, student_max_steps=6, student_eval_every=3)
-    data = prepare_data(config)
-    teacher, _ = get_teacher(config, data, progress=False)
-    return config, data, get_teacher_cache(teacher, data, config)
-
 
 SPECS = [{"label": "CE", "method": "ce"},
          {"label": "KD (transfer set)", "method": "kd", "kwargs": {"temperature": 2.0}, "data": "transfer"}]
@@ -151,8 +137,9 @@ def test_gram_runs_record_their_g_without_changing_training(experiment, monkeypa
     assert again["cached"]
     pd.testing.assert_frame_equal(again["gram_snapshots"], recorded["gram_snapshots"], check_dtype=False)
     monkeypatch.setattr(multimodal.GramRecorder, "for_method", classmethod(lambda cls, *a, **k: None))
-    plain = multimodal.run_student("gram", 0, config, data, cache, method_kwargs={"temperature": 2.0},
-                                   student_data="transfer")
+    with fixed_cpu_threads("cpu", 1):  # run_grid's one thread per run: reductions split the same way
+        plain = multimodal.run_student("gram", 0, config, data, cache, method_kwargs={"temperature": 2.0},
+                                       student_data="transfer")
     assert "gram_snapshots" not in plain
     pd.testing.assert_frame_equal(plain["step_log"], recorded["step_log"], check_dtype=False)
     kd = runs.run_grid(SPECS[1:], [0], config, data, cache, workers=1)[0]

@@ -18,6 +18,8 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
+import shutil
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -25,7 +27,7 @@ import pandas as pd
 import torch
 from accelerate import PartialState
 
-from ..data import default_data_dir, load
+from ..data import REPO_DATA_DIR, default_data_dir, load
 from ..determinism import fixed_cpu_threads
 from ..data.batches import first_rows, num_batches
 from ..data.encoding import EncodedDataset, ImageTextProcessor, LazyDataset
@@ -357,14 +359,55 @@ def build_model(config: ExperimentConfig, data: ExperimentData, role: str = "stu
                                   **overrides)
 
 
+SHIPPED_TEACHERS_DIR = REPO_DATA_DIR / "teachers"
+"""The trained teachers that come with the repository (``data/teachers/teacher-<key>/``: weights, JSON config, run
+record; tracked by git), so that a fresh clone loads the embedded protocol's teachers instead of training them
+(``python -m mmkd_core.reproduce --ship-teachers`` copies them there; ``MMKD_SHIPPED_TEACHERS=0`` ignores them)."""
+
+
 def checkpoint_dir(config: ExperimentConfig) -> Path:
     return default_data_dir() / "checkpoints" / f"teacher-{config.key()}"
 
 
-def teacher_checkpoint_exists(config: ExperimentConfig) -> bool:
-    """Whether the experiment's teacher is saved (:func:`get_teacher` then loads it instead of training it)."""
-    folder = checkpoint_dir(config)
+def shipped_teacher_dir(config: ExperimentConfig) -> Path:
+    """Where the repository ships this experiment's teacher, if it does (:data:`SHIPPED_TEACHERS_DIR`)."""
+    return SHIPPED_TEACHERS_DIR / f"teacher-{config.key()}"
+
+
+def is_saved_teacher(folder: Path) -> bool:
     return (folder / "checkpoint" / "model.safetensors").exists() and (folder / "run.json").exists()
+
+
+def saved_teacher_dir(config: ExperimentConfig) -> Path | None:
+    """The folder the experiment's teacher loads from: its checkpoint under ``data/checkpoints`` when trained here,
+    else the repository's shipped copy (unless ``MMKD_SHIPPED_TEACHERS=0``); None when it must be trained."""
+    if is_saved_teacher(checkpoint_dir(config)):
+        return checkpoint_dir(config)
+    use_shipped = os.environ.get("MMKD_SHIPPED_TEACHERS", "1") != "0"
+    return shipped_teacher_dir(config) if use_shipped and is_saved_teacher(shipped_teacher_dir(config)) else None
+
+
+def teacher_checkpoint_exists(config: ExperimentConfig) -> bool:
+    """Whether the experiment's teacher is saved, here or shipped (:func:`get_teacher` then loads it instead of
+    training it)."""
+    return saved_teacher_dir(config) is not None
+
+
+SHIPPED_FILES = ("checkpoint/model.safetensors", "checkpoint/config.json", "run.json", "evaluations.csv")
+
+
+def ship_teacher(config: ExperimentConfig) -> Path:
+    """Copy the teacher trained here (``data/checkpoints``) into the repository's shipped teachers: its weights, JSON
+    config, run record and validation log, not its output caches (rebuilt on load) nor its per-step log."""
+    source, target = checkpoint_dir(config), shipped_teacher_dir(config)
+    if not is_saved_teacher(source):
+        raise FileNotFoundError(f"no trained teacher to ship in {source} (expected checkpoint/model.safetensors and "
+                                f"run.json); train it first, e.g. with `make reproduce`")
+    for name in SHIPPED_FILES:
+        if (source / name).exists():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source / name, target / name)
+    return target
 
 
 def get_teacher(config: ExperimentConfig, data: ExperimentData, retrain: bool = False,
@@ -375,9 +418,10 @@ def get_teacher(config: ExperimentConfig, data: ExperimentData, retrain: bool = 
     callback), e.g. to report its progress from a worker process; never called when the teacher is loaded.
     """
     folder = checkpoint_dir(config)
-    if not retrain and teacher_checkpoint_exists(config):
-        info = json.loads((folder / "run.json").read_text())
-        return MultimodalClassifier.load(folder / "checkpoint"), info
+    saved = None if retrain else saved_teacher_dir(config)
+    if saved is not None:
+        info = json.loads((saved / "run.json").read_text())
+        return MultimodalClassifier.load(saved / "checkpoint"), {**info, "source": "shipped" if saved != folder else "trained"}
     if config.teacher_pretrained:
         torch.manual_seed(config.teacher_seed)  # the new classifier head
         teacher = from_pretrained_vilt(config.teacher_pretrained, num_labels=data.num_labels)
@@ -394,7 +438,7 @@ def get_teacher(config: ExperimentConfig, data: ExperimentData, retrain: bool = 
                        train_config, run_dir=folder, description="teacher", on_evaluate=on_evaluate)
     PartialState().wait_for_everyone()  # under accelerate launch, only the main process writes the folder
     info = json.loads((folder / "run.json").read_text())
-    return result.model, info
+    return result.model, {**info, "source": "trained"}
 
 
 def get_teacher_cache(teacher, data: ExperimentData, config: ExperimentConfig, progress: bool = True) -> TeacherCache:

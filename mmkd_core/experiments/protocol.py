@@ -25,6 +25,7 @@ fields of :class:`~.vision.LabelEfficiencyConfig`, and each method's defaults ar
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
 from ..data.shapes import ShapesConfig, benchmark_options
@@ -33,11 +34,13 @@ from ..reporting import is_fast
 from ..training.methods import GRAM_TEMPERATURE
 from .multimodal import PRESETS, Experiment, ExperimentConfig, setup
 from .regimes import PRETRAINED, RegimeStudy
+from .versions import FAST_V3, PROTOCOL_V2, PROTOCOL_V3
 from .vision import ALL_LABELS, LabelEfficiencyConfig
 
 
 SHARED_TEACHER_NOTEBOOKS = ("02", "03", "04", "06")  # the notebooks that load the teachers of Protocol.teachers()
-REGIME_NOTEBOOK = "07"  # the regime map, with teachers of its own (Protocol.regime_teachers())
+REGIME_NOTEBOOK = "07"
+TEACHER_FIELDS = ("teacher_rows", "teacher_method", "teacher_epochs", "teacher_seed")  # what a protocol changes of one  # the regime map, with teachers of its own (Protocol.regime_teachers())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,16 +62,17 @@ class KnobStudy:
 @dataclasses.dataclass(frozen=True)
 class KnobSweep:
     """Notebook 03's sweep of one benchmark knob (:class:`~mmkd_core.data.shapes.ShapesConfig` field): KD against MSD
-    at each value, on ``seeds``. A picture of a trend, not a claim: one seed per point by default, as the grids.
-    The benchmark's own value of the knob is always a point (its runs are the main experiment's)."""
+    at each value, on ``seeds`` (three by default, so each point has a real interval). The benchmark's own value of
+    the knob is always a point (its runs are the main experiment's)."""
 
     knob: str = "text_cue"
     values: tuple[float, ...] = (0.0, 0.6)
-    seeds: tuple[int, ...] = (0,)
+    seeds: tuple[int, ...] = (0, 1, 2)
 
-    def other_values(self) -> list[float]:
-        """The values whose experiments differ from the main one (their teachers are trained for the sweep)."""
-        default = getattr(ShapesConfig(), self.knob)
+    def other_values(self, options: dict | None = None) -> list[float]:
+        """The values whose experiments differ from the main one (their teachers are trained for the sweep);
+        ``options``: the main experiment's shapes options (a benchmark setting may move the knob's default)."""
+        default = (options or {}).get(self.knob, getattr(ShapesConfig(), self.knob))
         return [value for value in self.values if value != default]
 
 
@@ -110,7 +114,12 @@ class Protocol:
         seeds: the evaluation seeds: every reported interval is over these.
         tuning_seeds: the seeds a hyperparameter grid runs on (the first is the one every grid uses).
         n_labelled: the students' labelled rows; ``None``: the preset's.
-        temperatures, alphas: KD's grid (temperature T, weight α of the CE term), chosen on validation.
+        temperatures, alphas: KD's grid (temperature T, weight α of the CE term), chosen on validation; in protocol
+            v3 the temperatures are the knob of every method that has one (:mod:`mmkd_core.method_tuning`) and α
+            stays at its one value.
+        learning_rates: the students' learning rates every method's tuning grid crosses with its own knob
+            (:mod:`mmkd_core.method_tuning`); ``ce_learning_rates``: CE's, which has no knob of its own, so as many
+            cells as the others' (2 × 2); ``meta_lrs``: MSD meta's knob, the weight network's learning rate.
         population_values: MSD's population weights: every (text, image) pair of them is a candidate.
         gram_inputs, gram_lams: the Gram ablation's grid (what G is built from, weight λ of its loss).
         gram_temperature: the softmax temperature of the Gram's inputs.
@@ -126,7 +135,8 @@ class Protocol:
         student_warmup_epochs: the students' warm-up in passes over their own rows; ``None``: 10% of the step cap
             (protocol v2, :attr:`~.multimodal.ExperimentConfig.student_warmup_epochs`).
         student_min_steps: a floor in optimiser steps under every student's early stopping, the same for every
-            method (:attr:`~.multimodal.ExperimentConfig.student_min_steps`); ``None``: the preset's (none).
+            method (:attr:`~.multimodal.ExperimentConfig.student_min_steps`); ``None``: the preset's (none). A dataset
+            preset's own larger floor stands (easy-VQA's).
         teacher_rows: the teacher's own labelled rows, apart from the students' pool
             (:attr:`~.multimodal.ExperimentConfig.teacher_rows`); ``None``: the teacher learns from the pool.
         teacher_method: how the teacher trains (:attr:`~.multimodal.ExperimentConfig.teacher_method`); ``None``: the
@@ -145,10 +155,13 @@ class Protocol:
     name: str = "embedded"
     preset: str = "embedded"
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
-    tuning_seeds: tuple[int, ...] = (0,)
+    tuning_seeds: tuple[int, ...] = PROTOCOL_V3["tuning_seeds"]
     n_labelled: int | None = None
-    temperatures: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)
+    temperatures: tuple[float, ...] = PROTOCOL_V3["temperatures"]
     alphas: tuple[float, ...] = (0.5,)
+    learning_rates: tuple[float, ...] = (1e-3, 2e-3)
+    ce_learning_rates: tuple[float, ...] = (5e-4, 1e-3, 2e-3, 4e-3)
+    meta_lrs: tuple[float, ...] = (1e-3, 1e-2)
     population_values: tuple[float, ...] = (0.5, 2.0)
     gram_inputs: tuple[str, ...] = ("probs", "l2_normalized")
     gram_lams: tuple[float, ...] = (1.0, 10.0)
@@ -156,15 +169,15 @@ class Protocol:
     tasks: tuple[str, ...] = ("ve", "nlvr", "memes")
     ce3_tasks: tuple[str, ...] = ("ve",)
     knob_sweep: KnobSweep = KnobSweep()
-    benchmark: str = "v1"
-    disjoint_splits: bool = False
-    meta_rows: int | None = None
-    student_warmup_epochs: float | None = None
-    student_min_steps: int | None = None
-    teacher_rows: int | None = None
+    benchmark: str = PROTOCOL_V3["benchmark"]
+    disjoint_splits: bool = PROTOCOL_V3["disjoint_splits"]
+    meta_rows: int | None = PROTOCOL_V3["meta_rows"]
+    student_warmup_epochs: float | None = PROTOCOL_V3["student_warmup_epochs"]
+    student_min_steps: int | None = PROTOCOL_V3["student_min_steps"]
+    teacher_rows: int | None = PROTOCOL_V3["teacher_rows"]
     teacher_method: str | None = None
-    teacher_epochs: int | None = None
-    teacher_seeds: tuple[int, ...] = ()
+    teacher_epochs: int | None = PROTOCOL_V3["teacher_epochs"]
+    teacher_seeds: tuple[int, ...] = PROTOCOL_V3["teacher_seeds"]
     teacher_seed_tasks: tuple[str, ...] = ("ve",)
     task_options: dict = dataclasses.field(default_factory=dict)
     workers: int | None = None
@@ -193,6 +206,11 @@ class Protocol:
         return cls()
 
     @classmethod
+    def embedded_v2(cls) -> "Protocol":
+        """Protocol v2 on benchmark v1 (:data:`PROTOCOL_V2`), the embedded default before protocol v3."""
+        return cls(name="embedded-v2", **PROTOCOL_V2)
+
+    @classmethod
     def fast(cls) -> "Protocol":
         """The same code path at toy size, for CI and nbval (``MMKD_FAST=1``): two seeds, one-point grids."""
         embedded = LabelEfficiencyConfig()  # the same learning rates and schedule, for 3 epochs
@@ -201,7 +219,11 @@ class Protocol:
             teacher=dataclasses.replace(embedded.teacher, epochs=3), student=dataclasses.replace(embedded.student, epochs=3),
             labels_per_class=(5, ALL_LABELS), patience=1, teacher_patience=1)
         return cls(name="fast", preset="fast", seeds=(0, 1), temperatures=(2.0,), population_values=(1.0,),
-                   gram_inputs=("probs",), gram_lams=(1.0,), tasks=("ve",), knob_sweep=KnobSweep(values=(0.0,)),
+                   gram_inputs=("probs",), gram_lams=(1.0,), tasks=("ve",), learning_rates=(2e-3,),
+                   ce_learning_rates=(2e-3,), meta_lrs=(1e-3,),
+                   knob_sweep=KnobSweep(values=(0.0,), seeds=(0,)),
+                   # protocol v3's switches at toy size; two teachers on ve, so the teacher-per-seed path runs in CI
+                   **FAST_V3, teacher_epochs=None, teacher_seeds=(1234, 1235),
                    workers=1,  # worker processes cost more to start than these toy runs take
                    bench_repeats=2,
                    knob_study=KnobStudy(n_train=300, n_eval=120, settings=KnobStudy().settings[:2], seeds=(0,),
@@ -210,10 +232,7 @@ class Protocol:
                                                          max_test=100),
                    pretraining=PretrainingCurve(input_size=64, label_counts=(64, 256)),
                    regimes=RegimeStudy(transfer_rows=(0, 100, None), learning_rates=(2e-3,), ce_learning_rates=(2e-3,),
-                                       input_size=64, settings={
-                                           "benchmark": "v2", "disjoint_splits": True, "teacher_rows": 128,
-                                           "student_min_steps": 8, "meta_rows": 16, "student_warmup_epochs": 2.0,
-                                           "tuning_seeds": (100,)}))
+                                       input_size=64, settings=FAST_V3))
 
     @classmethod
     def gpu(cls) -> "Protocol":
@@ -233,7 +252,7 @@ class Protocol:
 
         An override of a nested study may be a dict of its fields, e.g. ``knob_study={"epochs": 3}``.
         """
-        builders = {"embedded": cls.embedded, "fast": cls.fast, "gpu": cls.gpu}
+        builders = {"embedded": cls.embedded, "fast": cls.fast, "gpu": cls.gpu, "embedded-v2": cls.embedded_v2}
         if name is None:
             protocol = cls.default()
         elif name in builders:
@@ -282,19 +301,34 @@ class Protocol:
         if not shared:
             return regime
 
-        def entry(task: str, **options) -> dict:
-            options = self.shapes_options(options, task)
-            return {"preset": self.preset, "task": task, **({"dataset_options": options} if options else {})}
+        entries = [self.teacher_entry(task, teacher_seed=seed) for task in self.tasks
+                   for seed in self.teacher_seeds_for(task)]
+        main_options = self.shapes_options({}, self.main_task)
+        entries += [self.teacher_entry(self.main_task, {self.knob_sweep.knob: value})
+                    for value in self.knob_sweep.other_values(main_options)]
+        entries += [self.teacher_entry(self.main_task, **self.curve_teacher(n)) for n in self.pretraining.label_counts]
+        entries.append({**self.teacher_entry(self.main_task), "two_tower": {
+            "input_size": self.pretraining.input_size, "label_counts": list(self.pretraining.label_counts)}})
+        # one entry per teacher: notebook 07's from-scratch teacher is ve's first under protocol v3
+        unique = {json.dumps(entry, sort_keys=True): entry for entry in entries + regime}
+        return list(unique.values())
 
-        entries = [entry(task) for task in self.tasks]
-        entries += [{**entry(task), "teacher_seed": seed} for task in self.tasks
-                    for seed in self.teacher_seeds_for(task) if seed is not None
-                    and seed != self.experiment_config(task).teacher_seed]  # the preset's seed is the entry above
-        entries += [entry(self.main_task, **{self.knob_sweep.knob: value}) for value in self.knob_sweep.other_values()]
-        pool = self.experiment_config(self.main_task).dataset_options["n_train"]
-        entries += [entry(self.main_task, n_train=n) for n in self.pretraining.label_counts if n != pool]
-        entries.append({**entry(self.main_task), "two_tower": {"input_size": self.pretraining.input_size,
-                                                             "label_counts": list(self.pretraining.label_counts)}})
+    def curve_teacher(self, n: int) -> dict:
+        """The options of the from-scratch teacher of notebook 06's pretraining curve at ``n`` labelled rows, as
+        arguments of :meth:`teacher_entry` and :func:`open_experiment`: the first ``n`` rows of the pool, not rows of
+        its own (so the curve's teachers differ from the main one under ``teacher_rows``)."""
+        return {"dataset_options": {"n_train": n}, "teacher_rows": None}
+
+    def teacher_entry(self, task: str, dataset_options: dict | None = None, **changes) -> dict:
+        """The teachers-phase entry of the teacher :func:`open_experiment` loads for ``task`` with these options:
+        the shapes options and the teacher's fields where they differ from the preset's, built from
+        :meth:`experiment_config` itself so that the phase trains exactly the teacher a notebook then loads."""
+        config = self.experiment_config(task, dataset_options=dataset_options, **changes)
+        preset = ExperimentConfig.preset(self.preset, task)
+        return {"preset": self.preset, "task": task, "dataset_options": dict(config.dataset_options),
+                **{field: getattr(config, field) for field in TEACHER_FIELDS
+                   if getattr(config, field) != getattr(preset, field)}}
+
         return entries + regime
 
     def regime_teachers(self) -> list[dict]:
@@ -346,6 +380,7 @@ class Protocol:
         n_labelled = changes.pop("n_labelled", None)
         changes.setdefault("meta_rows", self.meta_rows)  # None: the preset's (validation)
         changes.setdefault("student_warmup_epochs", self.student_warmup_epochs)  # None: the preset's (10% of the cap)
+        floor_from_protocol = "student_min_steps" not in changes
         changes.setdefault("student_min_steps", self.student_min_steps)  # None: the preset's (no step floor)
         changes.setdefault("teacher_method", self.teacher_method)  # None: the preset's
         changes.setdefault("teacher_epochs", self.teacher_epochs)
@@ -353,9 +388,14 @@ class Protocol:
             changes.setdefault("teacher_rows", self.teacher_rows)
         if dataset == "shapes":
             dataset_options = self.shapes_options(dataset_options, task)
-        return ExperimentConfig.preset(self.preset, task, dataset=dataset, data_root=data_root,
-                                       dataset_options=dataset_options,
-                                       n_labelled=self.n_labelled if n_labelled is None else n_labelled, **changes)
+        config = ExperimentConfig.preset(self.preset, task, dataset=dataset, data_root=data_root,
+                                         dataset_options=dataset_options,
+                                         n_labelled=self.n_labelled if n_labelled is None else n_labelled, **changes)
+        if floor_from_protocol and self.student_min_steps is not None:
+            # a dataset's own, larger floor stands (easy-VQA's students need more steps to leave the question prior)
+            preset_floor = ExperimentConfig.preset(self.preset, task, dataset=dataset).student_min_steps
+            config = dataclasses.replace(config, student_min_steps=max(preset_floor, self.student_min_steps))
+        return config
 
 
 def open_experiment(protocol: Protocol, task: str = "ve", dataset: str = "shapes", data_root: str | None = None,

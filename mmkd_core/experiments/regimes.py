@@ -30,6 +30,7 @@ from ..training import fusion_head
 from ..training.methods import GRAM_TEMPERATURE
 from . import pretrained_teacher
 from .multimodal import Experiment, ExperimentConfig, ExperimentData, setup
+from .versions import PROTOCOL_V3
 
 FROM_SCRATCH = "from scratch"
 PRETRAINED = "pretrained two-tower"
@@ -77,9 +78,8 @@ class RegimeStudy:
     learning_rates: tuple[float, ...] = LEARNING_RATES
     ce_learning_rates: tuple[float, ...] = CE_LEARNING_RATES
     input_size: int = 128  # the two-tower teacher's pixels, as in notebook 06
-    settings: dict = dataclasses.field(default_factory=lambda: {
-        "benchmark": "v2", "disjoint_splits": True, "teacher_rows": 18000, "teacher_epochs": 60,
-        "student_min_steps": 600, "meta_rows": 50, "student_warmup_epochs": 2.0, "tuning_seeds": (100,)})
+    settings: dict = dataclasses.field(default_factory=lambda: {  # protocol v3 with its one teacher (the map's)
+        key: value for key, value in PROTOCOL_V3.items() if key not in ("teacher_seeds", "temperatures")})
 
     def __post_init__(self):
         unknown = sorted(set(self.teachers) - set(TEACHERS))
