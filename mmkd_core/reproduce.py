@@ -31,6 +31,7 @@ import argparse
 import contextlib
 import os
 import re
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -40,7 +41,8 @@ import yaml
 
 from .reporting import REPRODUCE_ENV, figure_caption
 from .experiments.protocol import Protocol
-from .experiments.multimodal import SHIPPED_TEACHERS_DIR, is_saved_teacher, checkpoint_dir, ship_teacher
+from .experiments.multimodal import (SHIPPED_TEACHERS_DIR, checkpoint_dir, is_saved_teacher, ship_teacher,
+                                     shipped_teacher_dir)
 from .runs import (FRESH_SINCE_ENV, cache_root, fresh, prepare_teachers, teacher_is_cached, teacher_label,
                    teacher_setting)
 from .progress import TeacherBars
@@ -504,15 +506,20 @@ def ship_teachers(entries: list[dict]) -> tuple[list[Path], list[str]]:
     """:func:`~mmkd_core.experiments.multimodal.ship_teacher` for every from-scratch teacher of ``entries`` (the
     teachers phase's) trained under ``data/checkpoints``; returns the shipped folders and the labels of those not
     trained here. Two-tower teachers are not shipped: their tower features are large, and rebuilt offline."""
-    shipped, missing = [], []
+    shipped, missing, wanted = [], [], set()
     for entry in entries:
         if entry.get("two_tower") is not None:
             continue
         config, _ = teacher_setting(entry)
+        wanted.add(shipped_teacher_dir(config).name)
         if is_saved_teacher(checkpoint_dir(config)):
             shipped.append(ship_teacher(config))
         else:
             missing.append(teacher_label(entry))
+    for stale in sorted(SHIPPED_TEACHERS_DIR.glob("teacher-*")):  # shipped once, loaded by no entry of the plan now
+        if stale.name not in wanted:
+            shutil.rmtree(stale)
+            print(f"removed {stale.name}: no teacher of the plan loads it any more")
     return shipped, missing
 
 

@@ -38,3 +38,19 @@ def test_a_shipped_teacher_is_loaded_instead_of_trained(tiny, monkeypatch):
     assert len(cache) == len(data.pool) and multimodal.checkpoint_dir(config).is_dir()
     monkeypatch.setenv("MMKD_SHIPPED_TEACHERS", "0")  # ignore the shipped copy: train again
     assert not multimodal.teacher_checkpoint_exists(config)
+
+
+def test_ship_teachers_ships_the_plans_trained_teachers_and_removes_stale_ones(tiny, tmp_path, monkeypatch):
+    from mmkd_core import reproduce
+
+    config, data = tiny
+    monkeypatch.setattr(reproduce, "SHIPPED_TEACHERS_DIR", multimodal.SHIPPED_TEACHERS_DIR)
+    stale = multimodal.SHIPPED_TEACHERS_DIR / "teacher-000000000000"
+    (stale / "checkpoint").mkdir(parents=True)
+    get_teacher(config, data, progress=False)
+    entry = {"preset": "fast", "task": "ve", "dataset_options": dict(config.dataset_options), "n_labelled": 16,
+             "teacher_overrides": TINY_MODEL, "student_overrides": TINY_MODEL, "batch_size": 32}
+    untrained = {**entry, "teacher_seed": 7}
+    shipped, missing = reproduce.ship_teachers([entry, untrained, {**entry, "two_tower": {"input_size": 64}}])
+    assert shipped == [multimodal.shipped_teacher_dir(config)] and len(missing) == 1 and "teacher_seed=7" in missing[0]
+    assert not stale.exists() and multimodal.shipped_teacher_dir(config).is_dir()

@@ -225,7 +225,13 @@ DATASET_SETTINGS: dict[str, dict[str, dict]] = {
 # text and image cues (67% test accuracy, existence statements 75%); at 1e-3 it sits on that plateau for over
 # 8 epochs, then learns to find a colour in the image (existence statements 99.6%, 75% overall), hence the
 # longer patience.
-TASK_TEACHER_SETTINGS: dict[str, dict] = {"nlvr": {"teacher_lr": 1e-3, "teacher_patience": 12}}
+# nlvr and memes teachers leave a text-prior plateau late: at the default learning rate (2e-3) and patience (8) they
+# stop on it. Measured under protocol v3 (18,000 rows of their own, one seed): the memes teacher at the defaults kept
+# epoch 5 of 13 at 76.3% test, on a plateau near 75-77% validation; with these settings it kept epoch 36 of 48 at
+# 85.0%, its label-noise ceiling. (nlvr's all-three-views recipe, teacher_method="ce_views", gave 88.3% against
+# 88.6% for the default modality dropout: not kept.)
+TASK_TEACHER_SETTINGS: dict[str, dict] = {"nlvr": {"teacher_lr": 1e-3, "teacher_patience": 12},
+                                          "memes": {"teacher_lr": 1e-3, "teacher_patience": 12}}
 
 
 @dataclasses.dataclass
